@@ -1,0 +1,102 @@
+"""The JAX ``Backend``: ``jax.numpy`` as the array namespace, ``jax`` transforms, ``lax.fori_loop``.
+
+float64 needs ``jax.config.update("jax_enable_x64", True)`` before any array is made; asking
+for it without x64 raises instead of silently truncating to float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_ACTIVATIONS: dict[str, Callable] = {
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "elu": jax.nn.elu,
+    "softplus": jax.nn.softplus,
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "leaky_relu": jax.nn.leaky_relu,
+    "identity": lambda x: x,
+}
+
+
+class JaxBackend:
+    """JAX on ``device`` (``"cpu"``, ``"gpu"`` or ``"cuda"``, optionally ``":index"``)."""
+
+    name = "jax"
+    xp = jnp
+
+    def __init__(self, device: str = "cpu") -> None:
+        platform, _, index = device.partition(":")
+        platform = "gpu" if platform == "cuda" else platform
+        try:
+            self.device = jax.devices(platform)[int(index or 0)]
+        except (RuntimeError, IndexError) as exc:
+            raise ValueError(f"device {device!r} requested but jax has none: {exc}") from None
+        self.version = jax.__version__
+
+    def __repr__(self) -> str:
+        return f"JaxBackend(device={str(self.device)!r})"
+
+    def asarray(self, x: Any, dtype: str) -> jax.Array:
+        if dtype == "float64" and not jax.config.jax_enable_x64:
+            raise ValueError(
+                "dtype 'float64' on the jax backend needs x64: call "
+                "jax.config.update('jax_enable_x64', True) before creating arrays"
+            )
+        if not isinstance(x, jax.Array):
+            x = np.asarray(x)
+        return jax.device_put(jnp.asarray(x, dtype=dtype), self.device)
+
+    def to_numpy(self, x: jax.Array) -> np.ndarray:
+        return np.asarray(x)
+
+    def constant(self, value: np.ndarray, dtype) -> jax.Array:
+        return jnp.asarray(value, dtype=dtype)
+
+    def grad(self, f: Callable, argnums: int = 0, has_aux: bool = False) -> Callable:
+        return jax.grad(f, argnums=argnums, has_aux=has_aux)
+
+    def value_and_grad(self, f: Callable, argnums: int = 0, has_aux: bool = False) -> Callable:
+        return jax.value_and_grad(f, argnums=argnums, has_aux=has_aux)
+
+    def vjp(self, f: Callable, *primals: jax.Array):
+        return jax.vjp(f, *primals)
+
+    def fori_loop(self, lower: int, upper: int, body: Callable, init: Any) -> Any:
+        return jax.lax.fori_loop(lower, upper, body, init)
+
+    def jit(self, f: Callable) -> Callable:
+        return jax.jit(f)
+
+    def stop_gradient(self, x: jax.Array) -> jax.Array:
+        return jax.lax.stop_gradient(x)
+
+    def cholesky(self, a: jax.Array) -> jax.Array:
+        return jnp.linalg.cholesky(a)
+
+    def solve_triangular(self, a: jax.Array, b: jax.Array, *, lower: bool) -> jax.Array:
+        return jax.lax.linalg.triangular_solve(a, b, left_side=True, lower=lower)
+
+    def logsumexp(self, x: jax.Array, axis: int) -> jax.Array:
+        return jax.nn.logsumexp(x, axis=axis)
+
+    def softplus(self, x: jax.Array) -> jax.Array:
+        return jax.nn.softplus(x)
+
+    def activation(self, name: str) -> Callable:
+        try:
+            return _ACTIVATIONS[name]
+        except KeyError:
+            raise ValueError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}") from None
+
+    def synchronize(self, x: Any) -> Any:
+        return jax.block_until_ready(x)
+
+    def devices(self) -> list[str]:
+        return [str(d) for d in jax.devices()]

@@ -1,0 +1,110 @@
+"""The torch ``Backend``: ``torch`` as the array namespace and ``torch.func`` as the transforms.
+
+``torch.func.grad(f, argnums)`` takes partial derivatives exactly as ``jax.grad`` does, which is
+what the generalized leapfrog needs (``autograd.grad(..., create_graph=True)`` silently takes a
+total derivative once the momentum depends on z). Loops are plain Python loops; ``jit`` is the
+identity, or ``torch.compile`` when asked for (compilation costs minutes on small CPUs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+_ACTIVATIONS: dict[str, Callable] = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "elu": F.elu,
+    "softplus": F.softplus,
+    "gelu": F.gelu,
+    "leaky_relu": F.leaky_relu,
+    "identity": lambda x: x,
+}
+
+
+class TorchBackend:
+    """PyTorch on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"gpu"`` for the first CUDA device)."""
+
+    name = "torch"
+    xp = torch
+
+    def __init__(self, device: str = "cpu", compile: bool = False) -> None:
+        if device == "gpu":
+            device = "cuda"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
+        self.device = torch.device(device)
+        self.compile = compile
+        self.version = torch.__version__
+
+    def __repr__(self) -> str:
+        return f"TorchBackend(device={str(self.device)!r})"
+
+    def asarray(self, x: Any, dtype: str) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            x = np.asarray(x)
+        return torch.as_tensor(x, dtype=getattr(torch, dtype), device=self.device)
+
+    def to_numpy(self, x: torch.Tensor) -> np.ndarray:
+        return x.detach().cpu().numpy()
+
+    def constant(self, value: np.ndarray, dtype: torch.dtype | None) -> torch.Tensor:
+        return torch.as_tensor(value, dtype=dtype, device=self.device)
+
+    def grad(self, f: Callable, argnums: int = 0, has_aux: bool = False) -> Callable:
+        return torch.func.grad(f, argnums=argnums, has_aux=has_aux)
+
+    def value_and_grad(self, f: Callable, argnums: int = 0, has_aux: bool = False) -> Callable:
+        g = torch.func.grad_and_value(f, argnums=argnums, has_aux=has_aux)
+
+        def value_and_grad(*args, **kwargs):
+            grads, value = g(*args, **kwargs)
+            return value, grads
+
+        return value_and_grad
+
+    def vjp(self, f: Callable, *primals: torch.Tensor):
+        return torch.func.vjp(f, *primals)
+
+    def fori_loop(self, lower: int, upper: int, body: Callable, init: Any) -> Any:
+        val = init
+        for i in range(lower, upper):
+            val = body(i, val)
+        return val
+
+    def jit(self, f: Callable) -> Callable:
+        return torch.compile(f) if self.compile else f
+
+    def stop_gradient(self, x: torch.Tensor) -> torch.Tensor:
+        return x.detach()
+
+    def cholesky(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.cholesky(a)
+
+    def solve_triangular(self, a: torch.Tensor, b: torch.Tensor, *, lower: bool) -> torch.Tensor:
+        return torch.linalg.solve_triangular(a, b, upper=not lower)
+
+    def logsumexp(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+        return torch.logsumexp(x, dim=axis)
+
+    def softplus(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softplus(x)
+
+    def activation(self, name: str) -> Callable:
+        try:
+            return _ACTIVATIONS[name]
+        except KeyError:
+            raise ValueError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}") from None
+
+    def synchronize(self, x: Any) -> Any:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return x
+
+    def devices(self) -> list[str]:
+        return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]

@@ -1,0 +1,24 @@
+"""The built-in components of rhvae, registered through the same hook as any third party.
+
+All are neutral (written over ``B.xp``), hence available on every backend.
+"""
+
+import rhvae
+
+_M = "rhvae_builtins"
+
+
+@rhvae.hookimpl
+def rhvae_register(registry):
+    add = registry.add
+    add("encoder", "mlp", f"{_M}.nets:MLPEncoder", doc="MLP encoder x -> (mu, log sigma); hidden=(512,)")
+    add("decoder", "bernoulli_mlp", f"{_M}.decoders:bernoulli_mlp", doc="MLP decoder, Bernoulli likelihood on logits")
+    add("decoder", "gaussian_mlp", f"{_M}.decoders:gaussian_mlp", doc="MLP decoder, Gaussian likelihood with fixed sigma")
+    add("decoder", "gaussian_logscale_mlp", f"{_M}.decoders:gaussian_logscale_mlp",
+        doc="MLP decoder, Gaussian likelihood with learned per-feature log sigma")
+    add("metric", "mlp", f"{_M}.nets:MLPMetric", doc="MLP metric network x -> L(x); hidden=(400,)")
+    add("prior", "spherical", f"{_M}.priors:Spherical", doc="standard normal N(0, I)")
+    add("tempering", "quadratic", f"{_M}.tempering:Quadratic", doc="1/sqrt(beta_k) quadratic in k/K, beta_K = 1")
+    add("tempering", "none", f"{_M}.tempering:Constant", doc="constant beta0: no momentum rescaling")
+    add("grad_h", "autodiff", f"{_M}.grad_h:Autodiff", doc="torch.func.grad / jax.grad partial derivatives")
+    add("grad_h", "finite", f"{_M}.grad_h:FiniteDifference", doc="central finite differences, step cbrt(eps)")

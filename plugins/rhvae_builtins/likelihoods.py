@@ -1,0 +1,64 @@
+"""Observation models ``log p(x | outputs)``, summed over features: ``(B, D) -> (B,)``."""
+
+from __future__ import annotations
+
+import math
+
+from rhvae.interfaces import Array, Backend
+
+
+class Bernoulli:
+    """``log p(x | l) = Σ_j [x_j l_j - softplus(l_j)]`` for logits ``l``; ``x ∈ [0, 1]``."""
+
+    n_outputs = 1
+    support = (0.0, 1.0)
+
+    def __repr__(self) -> str:
+        return "Bernoulli()"
+
+    def log_prob(self, B: Backend, x: Array, outputs: tuple[Array, ...]) -> Array:
+        (logits,) = outputs
+        return B.xp.sum(x * logits - B.softplus(logits), axis=-1)
+
+    def mean(self, B: Backend, outputs: tuple[Array, ...]) -> Array:
+        return 1.0 / (1.0 + B.xp.exp(-outputs[0]))
+
+
+class Gaussian:
+    """``log p(x | μ) = -½ Σ_j ((x_j - μ_j)/σ)² - D log σ - (D/2) log 2π`` with fixed ``σ``."""
+
+    n_outputs = 1
+
+    def __init__(self, sigma: float = 1.0) -> None:
+        if not sigma > 0:
+            raise ValueError(f"sigma must be > 0; got {sigma!r}")
+        self.sigma = float(sigma)
+
+    def __repr__(self) -> str:
+        return f"Gaussian(sigma={self.sigma})"
+
+    def log_prob(self, B: Backend, x: Array, outputs: tuple[Array, ...]) -> Array:
+        u = (x - outputs[0]) / self.sigma
+        D = x.shape[-1]
+        return -0.5 * B.xp.sum(u * u, axis=-1) - D * (math.log(self.sigma) + 0.5 * math.log(2 * math.pi))
+
+    def mean(self, B: Backend, outputs: tuple[Array, ...]) -> Array:
+        return outputs[0]
+
+
+class GaussianLogScale:
+    """``log p(x | μ, log σ) = -½ Σ_j ((x_j - μ_j)/σ_j)² - Σ_j log σ_j - (D/2) log 2π`` (learned σ)."""
+
+    n_outputs = 2
+
+    def __repr__(self) -> str:
+        return "GaussianLogScale()"
+
+    def log_prob(self, B: Backend, x: Array, outputs: tuple[Array, ...]) -> Array:
+        mu, log_sigma = outputs
+        u = (x - mu) * B.xp.exp(-log_sigma)
+        D = x.shape[-1]
+        return -0.5 * B.xp.sum(u * u, axis=-1) - B.xp.sum(log_sigma, axis=-1) - 0.5 * D * math.log(2 * math.pi)
+
+    def mean(self, B: Backend, outputs: tuple[Array, ...]) -> Array:
+        return outputs[0]

@@ -1,0 +1,28 @@
+"""rhvae: the Riemannian Hamiltonian VAE on PyTorch and JAX through one plugin registry."""
+
+from rhvae.errors import (
+    BackendUnavailableError,
+    DuplicateComponentError,
+    DuplicatePluginError,
+    PluginLoadError,
+    ProtocolError,
+    RhvaeError,
+    UnknownComponentError,
+)
+from rhvae.hookspecs import hookimpl
+from rhvae.registry import Registry, get_registry
+
+__version__ = "0.1.0"
+__all__ = [
+    "BackendUnavailableError",
+    "DuplicateComponentError",
+    "DuplicatePluginError",
+    "PluginLoadError",
+    "ProtocolError",
+    "Registry",
+    "RhvaeError",
+    "UnknownComponentError",
+    "__version__",
+    "get_registry",
+    "hookimpl",
+]

@@ -1,0 +1,81 @@
+"""The ``rhvae`` command: ``rhvae plugins`` lists the plugins, ``rhvae info`` the environment.
+
+A subcommand is a ``run(args) -> int`` function plus one ``add_parser`` call in
+:func:`build_parser` that sets ``run`` as its default. Bad arguments and :class:`RhvaeError`
+print one line ``rhvae: error: ...`` to stderr and return 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from typing import NoReturn
+
+import numpy as np
+
+import rhvae
+from rhvae.errors import RhvaeError
+from rhvae.registry import get_registry
+
+
+class _UsageError(Exception):
+    """A command-line error that argparse would otherwise report by exiting."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    """Each plugin with its distribution and version, then its components ``kind:name [backends]``."""
+    for info in get_registry().plugins():
+        print(f"{info.name} (from {info.distribution} {info.version}".rstrip() + ")")
+        for spec in info.components:
+            backends = ", ".join(spec.backends) if spec.backends else "all backends"
+            line = f"  {spec.kind}:{spec.name} [{backends}]"
+            print(f"{line}  {spec.doc}" if spec.doc else line)
+        if not info.components:
+            print("  (no components)")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    """Versions of rhvae, Python and numpy, then each registered backend's version and devices."""
+    print(f"rhvae {rhvae.__version__}")
+    print(f"python {platform.python_version()} ({sys.executable})")
+    print(f"numpy {np.__version__}")
+    registry = get_registry()
+    for name in registry.names("backend"):
+        try:
+            backend = registry.create("backend", name)
+        except Exception as exc:  # a diagnostic command reports every failure instead of stopping
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"backend {name}: not installed: {first_line}")
+            continue
+        devices = ", ".join(str(device) for device in backend.devices())
+        print(f"backend {name}: {backend.version} (devices: {devices})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``rhvae`` parser; each subparser sets ``run``, the function that executes it."""
+    parser = _Parser(prog="rhvae", description="Riemannian Hamiltonian VAE on PyTorch and JAX.")
+    parser.add_argument("--version", action="version", version=f"rhvae {rhvae.__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    commands.add_parser("plugins", help="list plugins, their distributions and components").set_defaults(run=_plugins)
+    commands.add_parser("info", help="versions of rhvae, python, numpy and the backends").set_defaults(run=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``rhvae`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except (_UsageError, RhvaeError) as exc:
+        print(f"rhvae: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help and --version exit through argparse
+        return exc.code if isinstance(exc.code, int) else 0

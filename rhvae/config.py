@@ -1,0 +1,94 @@
+"""Validated, immutable configuration of an RHVAE (hyper-parameters as plain Python floats).
+
+Python floats stay weakly typed on both backends, so a float32 model never gets promoted to
+float64 by a hyper-parameter when JAX runs with x64 enabled.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+
+from rhvae.math.metric import REDUCTIONS
+
+DTYPES = ("float32", "float64")
+
+
+def _positive(name: str, value: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number; got {value!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    return value
+
+
+def _count(name: str, value: int, minimum: int = 1) -> int:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer; got {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return value
+
+
+def _prefactor(name: str, value) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be 3 real numbers; got {value!r}") from None
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{name} must be 3 finite numbers; got {value!r}")
+    return values
+
+
+@dataclass(frozen=True)
+class RHVAEConfig:
+    """Everything numeric that defines an RHVAE; each field is checked on construction.
+
+    ``K`` leapfrog steps of size ``eps`` with ``steps`` fixed-point iterations; tempering from
+    ``beta0 ∈ (0, 1]``; metric temperature ``T`` and regulariser ``lam``; ``reduction`` of the
+    centroid sum (``"sum"``: paper, pythae; ``"mean"``: AutoEncoderToolkit.jl); ELBO prefactors
+    ``logp_prefactor`` for (log p(x|z_K), log N(ρ_K|z_K), log p(z_K)) and ``logq_prefactor`` for
+    (log q(z0|x), the ρ0 term, the β0 term).
+    """
+
+    input_dim: int
+    latent_dim: int
+    output_dim: int | None = None
+    K: int = 3
+    eps: float = 1e-3
+    beta0: float = 0.3
+    steps: int = 3
+    T: float = 0.8
+    lam: float = 1e-2
+    reduction: str = "sum"
+    logp_prefactor: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    logq_prefactor: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    learning_rate: float = 1e-3
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "input_dim", _count("input_dim", self.input_dim))
+        set_(self, "latent_dim", _count("latent_dim", self.latent_dim))
+        set_(self, "output_dim", self.input_dim if self.output_dim is None else _count("output_dim", self.output_dim))
+        set_(self, "K", _count("K", self.K))
+        set_(self, "steps", _count("steps", self.steps))
+        for name in ("eps", "T", "lam", "learning_rate"):
+            set_(self, name, _positive(name, getattr(self, name)))
+        beta0 = _positive("beta0", self.beta0)
+        if beta0 > 1:
+            raise ValueError(f"beta0 must lie in (0, 1]; got {beta0!r}")
+        set_(self, "beta0", beta0)
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}; got {self.reduction!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}; got {self.dtype!r}")
+        set_(self, "logp_prefactor", _prefactor("logp_prefactor", self.logp_prefactor))
+        set_(self, "logq_prefactor", _prefactor("logq_prefactor", self.logq_prefactor))

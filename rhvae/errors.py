@@ -1,0 +1,42 @@
+"""The exceptions rhvae raises; each also derives from the builtin a caller would expect."""
+
+from __future__ import annotations
+
+
+class RhvaeError(Exception):
+    """Base class of every rhvae error; the CLI prints these as one line, exit code 2."""
+
+
+class PluginLoadError(RhvaeError, ImportError):
+    """A plugin or a lazy component factory failed to import; the original error is ``__cause__``."""
+
+
+class DuplicatePluginError(RhvaeError, ValueError):
+    """Two distributions declare the same plugin (entry-point) name."""
+
+
+class DuplicateComponentError(RhvaeError, ValueError):
+    """Two plugins register the same ``(kind, name)``."""
+
+
+class UnknownComponentError(RhvaeError, ValueError, LookupError):
+    """No component of that kind is registered under that name."""
+
+
+class BackendUnavailableError(RhvaeError, ValueError):
+    """A component restricted to some backends was requested for another one."""
+
+
+class ProtocolError(RhvaeError, TypeError):
+    """An object lacks members of the Protocol of its component kind."""
+
+
+class TrainingDivergedError(RhvaeError, FloatingPointError):
+    """The loss became NaN or infinite during ``fit``; ``state`` is the last state with a finite loss."""
+
+    def __init__(self, epoch: int, step: int, loss: float, state: object) -> None:
+        super().__init__(
+            f"the loss became {loss} at epoch {epoch + 1}, step {step}; the last finite state is "
+            f"attached as .state (try a smaller eps or learning_rate, or a larger lam)"
+        )
+        self.epoch, self.step, self.loss, self.state = epoch, step, loss, state

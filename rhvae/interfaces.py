@@ -1,0 +1,144 @@
+"""The public Protocols every component satisfies.
+
+Components are written once over a :class:`Backend` object ``B`` (its array namespace
+``B.xp`` and its transforms), so a component registered with ``backends=None`` works on
+torch and jax alike. Parameters are flat ``dict[str, array]`` per network: a JAX pytree, the
+input of ``torch.func.functional_call`` and an ``.npz`` checkpoint at once. ``init`` draws them
+in numpy from a ``numpy.random.Generator`` so both backends start from identical values.
+
+Shapes are batch-first: ``x`` is ``(B, D)``, ``z`` and ``rho`` are ``(B, d)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+Array = Any
+"""A backend array (``torch.Tensor`` or ``jax.Array``)."""
+
+Params = Mapping[str, Array]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Array namespace, autodiff transforms, compilation and conversion of one framework.
+
+    ``xp`` exposes the vetted names shared by ``torch`` and ``jax.numpy`` (``exp log sum
+    einsum matmul where stack concatenate eye zeros ...``); everything whose spelling differs
+    between the two is a method here.
+    """
+
+    name: str
+    xp: Any
+
+    def asarray(self, x: Any, dtype: str) -> Array: ...
+    def to_numpy(self, x: Array) -> np.ndarray: ...
+    def constant(self, value: np.ndarray, dtype: Any) -> Array: ...
+    def grad(self, f: Callable, argnums: int = 0, has_aux: bool = False) -> Callable: ...
+    def value_and_grad(self, f: Callable, argnums: int = 0, has_aux: bool = False) -> Callable: ...
+    def vjp(self, f: Callable, *primals: Array) -> tuple[Array, Callable]: ...
+    def fori_loop(self, lower: int, upper: int, body: Callable, init: Any) -> Any: ...
+    def jit(self, f: Callable) -> Callable: ...
+    def stop_gradient(self, x: Array) -> Array: ...
+    def cholesky(self, a: Array) -> Array: ...
+    def solve_triangular(self, a: Array, b: Array, *, lower: bool) -> Array: ...
+    def logsumexp(self, x: Array, axis: int) -> Array: ...
+    def softplus(self, x: Array) -> Array: ...
+    def activation(self, name: str) -> Callable[[Array], Array]: ...
+    def synchronize(self, x: Any) -> Any: ...
+    def devices(self) -> list[str]: ...
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """``x (B, D) -> (mu (B, d), log_sigma (B, d))``; ``log_sigma`` is the log standard deviation."""
+
+    def init(self, rng: np.random.Generator, input_dim: int, latent_dim: int) -> dict[str, np.ndarray]: ...
+    def __call__(self, B: Backend, params: Params, x: Array) -> tuple[Array, Array]: ...
+
+
+@runtime_checkable
+class Likelihood(Protocol):
+    """``log p(x | outputs)`` summed over features, ``(B,)``; ``n_outputs`` arrays per sample."""
+
+    n_outputs: int
+
+    def log_prob(self, B: Backend, x: Array, outputs: tuple[Array, ...]) -> Array: ...
+    def mean(self, B: Backend, outputs: tuple[Array, ...]) -> Array: ...
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """``z (B, d) -> outputs`` (a tuple of ``likelihood.n_outputs`` arrays of shape ``(B, D)``)."""
+
+    likelihood: Likelihood
+
+    def init(self, rng: np.random.Generator, latent_dim: int, output_dim: int) -> dict[str, np.ndarray]: ...
+    def __call__(self, B: Backend, params: Params, z: Array) -> tuple[Array, ...]: ...
+
+
+@runtime_checkable
+class MetricNet(Protocol):
+    """``x (B, D) -> (diag (B, d), lower (B, d(d-1)/2))``, the raw entries of ``L(x)``.
+
+    The core makes the diagonal positive (``exp``) and fills the strict lower triangle in
+    row-major order: ``(1,0), (2,0), (2,1), (3,0), ...`` (``tril_indices(d, -1)``).
+    """
+
+    def init(self, rng: np.random.Generator, input_dim: int, latent_dim: int) -> dict[str, np.ndarray]: ...
+    def __call__(self, B: Backend, params: Params, x: Array) -> tuple[Array, Array]: ...
+
+
+@runtime_checkable
+class LogPrior(Protocol):
+    """Position prior ``log p(z)``, ``z (B, d) -> (B,)``.
+
+    May also define ``grad_log_prob(B, z) -> (B, d)`` for the analytic gradient of H.
+    """
+
+    def log_prob(self, B: Backend, z: Array) -> Array: ...
+
+
+@runtime_checkable
+class TemperingSchedule(Protocol):
+    """``schedule(K, beta0) -> betas`` of shape ``(K + 1,)``, ``betas[0] == beta0``.
+
+    After leapfrog step ``k`` the momentum is rescaled by ``sqrt(betas[k-1] / betas[k])``.
+    """
+
+    def __call__(self, K: int, beta0: float) -> np.ndarray: ...
+
+
+@runtime_checkable
+class GradH(Protocol):
+    """Partial derivatives of the Hamiltonian ``H(z, rho)`` (a :class:`rhvae.math.Hamiltonian`).
+
+    ``grad_z`` is ``∂H/∂z`` at fixed ``rho`` and ``grad_rho`` is ``∂H/∂rho`` at fixed ``z``,
+    both ``(B, d)``; each sample's H depends only on its own row, so these are per-sample.
+    """
+
+    def grad_z(self, B: Backend, H: Any, z: Array, rho: Array) -> Array: ...
+    def grad_rho(self, B: Backend, H: Any, z: Array, rho: Array) -> Array: ...
+
+
+PROTOCOLS: dict[str, type] = {
+    "backend": Backend,
+    "encoder": Encoder,
+    "decoder": Decoder,
+    "metric": MetricNet,
+    "prior": LogPrior,
+    "tempering": TemperingSchedule,
+    "grad_h": GradH,
+}
+"""Component kind -> the Protocol its objects satisfy."""
+
+
+def protocol_violations(kind: str, obj: object) -> list[str]:
+    """Names of the members that ``obj`` lacks to satisfy the Protocol of ``kind``."""
+    protocol = PROTOCOLS[kind]
+    members = set(getattr(protocol, "__annotations__", {}))
+    members |= {k for k in vars(protocol) if not k.startswith("_") or k == "__call__"}
+    return sorted(m for m in members if not hasattr(obj, m))

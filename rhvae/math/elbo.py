@@ -1,0 +1,124 @@
+"""The tempered Hamiltonian ELBO of the RHVAE (DESIGN §2).
+
+``log p̄ = p1 log p(x|z_K) + p2 log N(ρ_K; 0, G(z_K)) + p3 log p(z_K)``
+``log q̄ = q1 log q(z0|x) + q2 log N(ρ0; 0, G(z0)/β0) - q3 (d/2) log(β0/β_K)``
+``ELBO = mean_b(log p̄ - log q̄)``
+
+with ``z0 = μ + σ ⊙ ε``, ``ρ0 = γ/√β0``, ``γ ~ N(0, G(z0))``. The last term is the log-Jacobian
+of the tempering rescalings (``Π_k √(β_{k-1}/β_k) = √(β0/β_K)``; the leapfrog preserves
+volume), so with unit prefactors ``log q̄ = log q(z0|x) + log N(γ; 0, G(z0))``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from rhvae.interfaces import Array, Backend, Decoder, Encoder, GradH, LogPrior, MetricNet, Params
+from rhvae.math.hamiltonian import Hamiltonian
+from rhvae.math.leapfrog import tempered_trajectory
+from rhvae.math.metric import MetricState, lower_triangular, metric_state, momentum_log_prob, sample_momentum
+
+
+class Components(NamedTuple):
+    """The networks and pieces one RHVAE is made of."""
+
+    encoder: Encoder
+    decoder: Decoder
+    metric: MetricNet
+    prior: LogPrior
+    grad_h: GradH
+
+
+class Flow(NamedTuple):
+    """Static settings of the flow: leapfrog, tempering, metric and ELBO weights."""
+
+    eps: float
+    steps: int
+    beta0: float
+    momentum_scales: np.ndarray
+    log_beta_ratio: float
+    T: float
+    lam: float
+    reduction: str
+    logp_prefactor: tuple[float, float, float]
+    logq_prefactor: tuple[float, float, float]
+
+
+def momentum_scales(betas: np.ndarray) -> np.ndarray:
+    """``s_k = √(β_{k-1} / β_k)``, ``k = 1..K``: the momentum rescaling after each leapfrog step."""
+    return np.sqrt(betas[:-1] / betas[1:])
+
+
+def encoder_log_prob(B: Backend, z: Array, mu: Array, log_sigma: Array) -> Array:
+    """``log q(z | x) = -½ Σ ((z-μ)/σ)² - Σ log σ - (d/2) log 2π``, ``(B,)``."""
+    xp = B.xp
+    u = (z - mu) * xp.exp(-log_sigma)
+    d = z.shape[-1]
+    return -0.5 * xp.sum(u * u, axis=-1) - xp.sum(log_sigma, axis=-1) - 0.5 * d * math.log(2 * math.pi)
+
+
+def metric_from_data(B: Backend, parts: Components, params: Params, x: Array) -> MetricState:
+    """Centroids ``c_i = μ(x_i)`` and ``M_i = L(x_i) L(x_i)ᵀ`` for centroid data ``x (N, D)``."""
+    mu, _ = parts.encoder(B, params["encoder"], x)
+    diag, lower = parts.metric(B, params["metric"], x)
+    return metric_state(B, mu, lower_triangular(B, diag, lower))
+
+
+class ElboTerms(NamedTuple):
+    """Per-sample terms of the ELBO, each ``(B,)``, and the endpoints of the flow."""
+
+    elbo: Array
+    log_px: Array
+    log_p_rho: Array
+    log_pz: Array
+    log_qz: Array
+    log_q_rho: Array
+    z0: Array
+    rho0: Array
+    zK: Array
+    rhoK: Array
+
+
+def elbo_terms(B: Backend, parts: Components, flow: Flow, params: Params, metric: MetricState,
+               x_in: Array, x_out: Array, eps_noise: Array, xi_noise: Array) -> ElboTerms:
+    """Run encoder, initial momentum and tempered flow; return every ELBO term per sample.
+
+    The flow targets ``p(z | x_out)`` (the Hamiltonian's likelihood uses ``x_out``); the encoder
+    sees ``x_in``. ``eps_noise`` and ``xi_noise`` are the ``N(0, I)`` draws for ``z0`` and ``γ``.
+    """
+    xp = B.xp
+    mu, log_sigma = parts.encoder(B, params["encoder"], x_in)
+    z0 = mu + xp.exp(log_sigma) * eps_noise
+    H = Hamiltonian(B, x_out, parts.decoder, params["decoder"], parts.prior, metric,
+                    flow.T, flow.lam, flow.reduction)
+    metric0 = H.metric(z0)
+    gamma = sample_momentum(B, metric0, xi_noise)
+    rho0 = gamma / math.sqrt(flow.beta0)
+    scales = B.constant(flow.momentum_scales, z0.dtype)
+    zK, rhoK = tempered_trajectory(B, H, parts.grad_h, z0, rho0, flow.eps, flow.steps, scales)
+
+    d = z0.shape[-1]
+    log_px = H.log_likelihood(zK)
+    log_p_rho = momentum_log_prob(B, H.metric(zK), rhoK)
+    log_pz = parts.prior.log_prob(B, zK)
+    log_qz = encoder_log_prob(B, z0, mu, log_sigma)
+    log_q_rho = momentum_log_prob(B, metric0, gamma) + 0.5 * d * math.log(flow.beta0)
+    p1, p2, p3 = flow.logp_prefactor
+    q1, q2, q3 = flow.logq_prefactor
+    log_p = p1 * log_px + p2 * log_p_rho + p3 * log_pz
+    log_q = q1 * log_qz + q2 * log_q_rho - q3 * 0.5 * d * flow.log_beta_ratio
+    return ElboTerms(log_p - log_q, log_px, log_p_rho, log_pz, log_qz, log_q_rho, z0, rho0, zK, rhoK)
+
+
+def loss(B: Backend, parts: Components, flow: Flow, params: Params, centroid_x: Array,
+         x_in: Array, x_out: Array, eps_noise: Array, xi_noise: Array) -> Array:
+    """``-ELBO`` with the metric built from ``centroid_x`` under the current parameters.
+
+    Gradients flow through the whole flow, the centroids ``μ(x_i)`` and the ``M_i``.
+    """
+    metric = metric_from_data(B, parts, params, centroid_x)
+    terms = elbo_terms(B, parts, flow, params, metric, x_in, x_out, eps_noise, xi_noise)
+    return -B.xp.mean(terms.elbo)

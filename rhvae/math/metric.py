@@ -1,0 +1,120 @@
+"""The learned Riemannian metric of the RHVAE.
+
+``G⁻¹(z) = a Σ_i M_i exp(-‖z - c_i‖² / T²) + λ I`` with ``M_i = L_i L_iᵀ``, ``a = 1`` ("sum")
+or ``1/N`` ("mean"). ``G`` and ``log det G`` come from the Cholesky factor ``C`` of ``G⁻¹``
+(``G⁻¹ = C Cᵀ``); no explicit inverse is formed in the hot path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from rhvae.interfaces import Array, Backend
+
+REDUCTIONS = ("sum", "mean")
+
+
+class MetricState(NamedTuple):
+    """Centroids ``c (N, d)`` and matrices ``M (N, d, d)`` that define ``G⁻¹``."""
+
+    centroids: Array
+    M: Array
+
+
+class LocalMetric(NamedTuple):
+    """The metric at a batch of points ``z (B, d)``.
+
+    ``G_inv (B, d, d)``; ``chol (B, d, d)`` lower, ``G_inv = chol cholᵀ``; ``logdet_G (B,)``;
+    ``weights (B, N)`` the centroid weights ``w_i = exp(-‖z - c_i‖²/T²)``.
+    """
+
+    G_inv: Array
+    chol: Array
+    logdet_G: Array
+    weights: Array
+
+
+def _tril_gather_index(d: int) -> np.ndarray:
+    """Index map ``(d, d)`` into ``concat([diag (d), lower (d(d-1)/2), 0])``.
+
+    The strict lower triangle is filled in row-major order, ``lower[i(i-1)/2 + j]`` at ``(i, j)``.
+    """
+    n_lower = d * (d - 1) // 2
+    idx = np.full((d, d), d + n_lower, dtype=np.int32)
+    idx[np.diag_indices(d)] = np.arange(d)
+    rows, cols = np.tril_indices(d, -1)
+    idx[rows, cols] = d + np.arange(n_lower)
+    return idx
+
+
+def lower_triangular(B: Backend, diag: Array, lower: Array) -> Array:
+    """``L`` with ``exp(diag)`` on the diagonal and ``lower`` below it; ``(n, d), (n, d(d-1)/2) -> (n, d, d)``.
+
+    Built by a gather (no in-place writes), so it differentiates identically on both backends.
+    """
+    xp = B.xp
+    d = diag.shape[-1]
+    zero = xp.zeros_like(diag[..., :1])
+    values = xp.concatenate([xp.exp(diag), lower, zero], axis=-1)
+    return values[..., B.constant(_tril_gather_index(d), None)]
+
+
+def metric_state(B: Backend, centroids: Array, L: Array) -> MetricState:
+    """``MetricState(c, M = L Lᵀ)``; ``c (N, d)``, ``L (N, d, d)``."""
+    return MetricState(centroids, B.xp.matmul(L, L.mT))
+
+
+def centroid_weights(B: Backend, z: Array, centroids: Array, T: float) -> Array:
+    """``w_bi = exp(-‖z_b - c_i‖² / T²)``; ``(B, d), (N, d) -> (B, N)``."""
+    xp = B.xp
+    diff = z[:, None, :] - centroids[None, :, :]
+    return xp.exp(-xp.sum(diff * diff, axis=-1) / (T * T))
+
+
+def inverse_metric(B: Backend, z: Array, state: MetricState, T: float, lam: float,
+                   reduction: str = "sum") -> tuple[Array, Array]:
+    """``G⁻¹(z) = a Σ_i M_i w_i(z) + λ I``; ``z (B, d) -> (G_inv (B, d, d), w (B, N))``.
+
+    The sum is the contraction ``einsum('bn,nij->bij', w, M)``: memory ``O(B N + N d²)``.
+    """
+    xp = B.xp
+    w = centroid_weights(B, z, state.centroids, T)
+    scale = 1.0 / state.centroids.shape[0] if reduction == "mean" else 1.0
+    eye = B.constant(np.eye(z.shape[-1]), z.dtype)
+    return scale * xp.einsum("bn,nij->bij", w, state.M) + lam * eye, w
+
+
+def local_metric(B: Backend, z: Array, state: MetricState, T: float, lam: float,
+                 reduction: str = "sum") -> LocalMetric:
+    """``G⁻¹(z)``, its Cholesky factor and ``log det G = -2 Σ_j log C_jj``."""
+    G_inv, w = inverse_metric(B, z, state, T, lam, reduction)
+    chol = B.cholesky(G_inv)
+    logdet_G = -2.0 * B.xp.sum(B.xp.log(B.xp.linalg.diagonal(chol)), axis=-1)
+    return LocalMetric(G_inv, chol, logdet_G, w)
+
+
+def metric_tensor(B: Backend, metric: LocalMetric) -> Array:
+    """``G = (G⁻¹)⁻¹ = C⁻ᵀ C⁻¹`` from the Cholesky factor; ``(B, d, d)``."""
+    xp = B.xp
+    eye = xp.broadcast_to(B.constant(np.eye(metric.chol.shape[-1]), metric.chol.dtype), metric.chol.shape)
+    c_inv = B.solve_triangular(metric.chol, eye, lower=True)
+    return xp.matmul(c_inv.mT, c_inv)
+
+
+def quadratic_form(B: Backend, A: Array, v: Array) -> Array:
+    """``vᵀ A v`` per sample; ``(B, d, d), (B, d) -> (B,)``."""
+    return B.xp.einsum("bi,bij,bj->b", v, A, v)
+
+
+def sample_momentum(B: Backend, metric: LocalMetric, xi: Array) -> Array:
+    """``γ = C⁻ᵀ ξ ~ N(0, G(z))`` for ``ξ ~ N(0, I)``: ``Cov γ = C⁻ᵀC⁻¹ = G``; ``(B, d)``."""
+    return B.solve_triangular(metric.chol.mT, xi[..., None], lower=False)[..., 0]
+
+
+def momentum_log_prob(B: Backend, metric: LocalMetric, rho: Array) -> Array:
+    """``log N(ρ; 0, G(z)) = -½ (d log 2π + log det G) - ½ ρᵀ G⁻¹ ρ``; ``(B,)``."""
+    d = rho.shape[-1]
+    return -0.5 * (d * math.log(2 * math.pi) + metric.logdet_G) - 0.5 * quadratic_form(B, metric.G_inv, rho)

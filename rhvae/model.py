@@ -1,0 +1,405 @@
+"""The user-facing model: components by registered name or object, explicit state, numpy in and out."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from rhvae import validation
+from rhvae.config import RHVAEConfig
+from rhvae.errors import RhvaeError
+from rhvae.interfaces import Array, Backend
+from rhvae.math import elbo as elbo_math
+from rhvae.math.hamiltonian import Hamiltonian
+from rhvae.math.leapfrog import leapfrog_step
+from rhvae.math.metric import MetricState, local_metric, metric_tensor
+from rhvae.optim import Adam
+from rhvae.registry import Registry, get_registry
+from rhvae.tree import tree_map
+
+_NOISE_STREAM, _EVAL_STREAM, _CENTROID_STREAM = 1, 3, 4  # seed streams; 2 shuffles (training)
+
+
+class Noise(NamedTuple):
+    """The standard normal draws of one ELBO evaluation: ``eps`` for ``z0``, ``xi`` for ``γ``; ``(B, d)``."""
+
+    eps: np.ndarray
+    xi: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Everything that changes during training, as backend arrays.
+
+    ``params``: ``{"encoder": {...}, "decoder": {...}, "metric": {...}}``; ``opt_state``: Adam's;
+    ``metric``: the frozen ``MetricState`` used for evaluation and sampling (``None`` until first
+    computed); ``centroid_data``: the fixed centroid inputs, or ``None`` for the current batch.
+    """
+
+    params: dict
+    opt_state: dict
+    metric: MetricState | None
+    centroid_data: Array | None
+    seed: int
+    step: int = 0
+    epoch: int = 0
+
+    def replace(self, **changes: Any) -> TrainState:
+        return replace(self, **changes)
+
+
+class RHVAE:
+    """A Riemannian Hamiltonian VAE (Chadebec, Mantoux & Allassonnière, 2020) on one backend.
+
+    Components (``encoder``, ``decoder``, ``metric``, ``position_prior``, ``tempering``,
+    ``grad_h``) are registered names or objects satisfying the Protocols of
+    :mod:`rhvae.interfaces`. ``hyper`` are the fields of :class:`rhvae.config.RHVAEConfig`
+    (``K eps beta0 steps T lam reduction logp_prefactor logq_prefactor learning_rate dtype``).
+    """
+
+    def __init__(
+        self,
+        backend: str | Backend = "torch",
+        *,
+        input_dim: int,
+        latent_dim: int,
+        encoder: Any = "mlp",
+        decoder: Any = "bernoulli_mlp",
+        metric: Any = "mlp",
+        position_prior: Any = "spherical",
+        tempering: Any = "quadratic",
+        grad_h: Any = "autodiff",
+        device: str = "cpu",
+        registry: Registry | None = None,
+        **hyper: Any,
+    ) -> None:
+        self.config = RHVAEConfig(input_dim=input_dim, latent_dim=latent_dim, **hyper)
+        reg = registry if registry is not None else get_registry()
+        if isinstance(backend, str):
+            self.backend: Backend = reg.create("backend", backend, device=device)
+        else:
+            self.backend = reg.validate("backend", backend)
+        name = self.backend.name
+
+        def component(kind: str, spec: Any) -> Any:
+            return reg.create(kind, spec, backend=name) if isinstance(spec, str) else reg.validate(kind, spec)
+
+        self.components = elbo_math.Components(
+            encoder=component("encoder", encoder),
+            decoder=component("decoder", decoder),
+            metric=component("metric", metric),
+            prior=component("prior", position_prior),
+            grad_h=component("grad_h", grad_h),
+        )
+        self.tempering = component("tempering", tempering)
+        self.betas = _check_betas(self.tempering(self.config.K, self.config.beta0), self.config)
+        c = self.config
+        self.flow = elbo_math.Flow(
+            eps=c.eps, steps=c.steps, beta0=c.beta0,
+            momentum_scales=elbo_math.momentum_scales(self.betas),
+            log_beta_ratio=float(math.log(self.betas[0] / self.betas[-1])),
+            T=c.T, lam=c.lam, reduction=c.reduction,
+            logp_prefactor=c.logp_prefactor, logq_prefactor=c.logq_prefactor,
+        )
+        self.optimizer = Adam(lr=c.learning_rate)
+        self._compiled: dict[str, Callable] = {}
+
+    def __repr__(self) -> str:
+        c = self.components
+        return (f"RHVAE(backend={self.backend!r}, input_dim={self.config.input_dim}, "
+                f"latent_dim={self.config.latent_dim}, encoder={c.encoder!r}, decoder={c.decoder!r}, "
+                f"metric={c.metric!r}, prior={c.prior!r}, tempering={self.tempering!r}, grad_h={c.grad_h!r})")
+
+    # ------------------------------------------------------------------ conversion and checks
+
+    def _array(self, x: np.ndarray) -> Array:
+        return self.backend.asarray(x, self.config.dtype)
+
+    def _data(self, x: Any, name: str = "x", *, target: bool = False) -> np.ndarray:
+        c = self.config
+        features = c.output_dim if target else c.input_dim
+        arr = validation.check_array(x, name, features, c.dtype,
+                                     expected_by="the decoder" if target else "the encoder")
+        support = getattr(self.components.decoder.likelihood, "support", None)
+        if target and support is not None:
+            validation.check_support(arr, name, support, self.components.decoder.likelihood)
+        return arr
+
+    def _pair(self, x: Any, x_out: Any | None) -> tuple[np.ndarray, np.ndarray]:
+        x_in = self._data(x, "x")
+        if x_out is None:
+            if self.config.output_dim != self.config.input_dim:
+                raise ValueError("x_out is required when output_dim differs from input_dim")
+            return x_in, self._data(x, "x", target=True)
+        out = self._data(x_out, "x_out", target=True)
+        if out.shape[0] != x_in.shape[0]:
+            raise ValueError(f"x_out has {out.shape[0]} rows; x has {x_in.shape[0]}")
+        return x_in, out
+
+    def _latent(self, z: Any, name: str = "z") -> np.ndarray:
+        return validation.check_array(z, name, self.config.latent_dim, self.config.dtype,
+                                      feature_name="dimensions", expected_by="the latent space")
+
+    def _noise(self, n: int, noise: Noise | None, seed: Any) -> Noise:
+        d = self.config.latent_dim
+        if noise is None:
+            rng = np.random.default_rng(seed)
+            return Noise(rng.standard_normal((n, d)), rng.standard_normal((n, d)))
+        for name, arr in zip(("noise.eps", "noise.xi"), noise):
+            if np.shape(arr) != (n, d):
+                raise ValueError(f"{name} must have shape ({n}, {d}); got {np.shape(arr)}")
+        return Noise(*noise)
+
+    def _metric(self, state: TrainState) -> MetricState:
+        if state.metric is None:
+            raise RhvaeError("the metric state is not computed yet: call fit() or refresh_metric(state, x) first")
+        return state.metric
+
+    def _compile(self, name: str, build: Callable[[], Callable]) -> Callable:
+        if name not in self._compiled:
+            self._compiled[name] = self.backend.jit(build())
+        return self._compiled[name]
+
+    # ------------------------------------------------------------------ state
+
+    def init(self, seed: int = 0, centroids: Any = "batch", data: Any | None = None) -> TrainState:
+        """Fresh parameters drawn from ``seed`` (in numpy, identical on every backend).
+
+        ``centroids``: ``"batch"`` (the current batch is the centroid set, as pythae), an array
+        ``(N, input_dim)`` of centroid inputs, or a count ``N`` of points drawn at random from
+        ``data``. Fixed centroids are re-encoded at every training step.
+        """
+        c, parts = self.config, self.components
+        rng = np.random.default_rng(seed)
+        numpy_params = {
+            "encoder": parts.encoder.init(rng, c.input_dim, c.latent_dim),
+            "decoder": parts.decoder.init(rng, c.latent_dim, c.output_dim),
+            "metric": parts.metric.init(rng, c.input_dim, c.latent_dim),
+        }
+        params = tree_map(self._array, numpy_params)
+        centroid_data = self._centroid_data(centroids, data, seed)
+        state = TrainState(params, self.optimizer.init(self.backend, params), None, centroid_data, int(seed))
+        return state if centroid_data is None else self.refresh_metric(state)
+
+    def _centroid_data(self, centroids: Any, data: Any | None, seed: int) -> Array | None:
+        if isinstance(centroids, str):
+            if centroids != "batch":
+                raise ValueError(f"centroids must be 'batch', an array or a count; got {centroids!r}")
+            return None
+        if isinstance(centroids, (int, np.integer)) and not isinstance(centroids, bool):
+            if centroids < 1:
+                raise ValueError(f"centroids must be at least 1 point; got {centroids}")
+            if data is None:
+                raise ValueError(f"centroids={centroids} (a count) needs data= to draw them from")
+            pool = self._data(data, "data")
+            if centroids > pool.shape[0]:
+                raise ValueError(f"centroids={centroids} exceeds the {pool.shape[0]} rows of data")
+            rng = np.random.default_rng((seed, _CENTROID_STREAM))
+            return self._array(pool[rng.choice(pool.shape[0], centroids, replace=False)])
+        return self._array(self._data(centroids, "centroids"))
+
+    def refresh_metric(self, state: TrainState, x: Any | None = None, batch_size: int = 1000) -> TrainState:
+        """Recompute the frozen metric state (``c_i = μ(x_i)``, ``M_i = L(x_i)L(x_i)ᵀ``, detached).
+
+        From ``x`` if given, else from the state's fixed centroid data.
+        """
+        if x is None:
+            if state.centroid_data is None:
+                raise ValueError("centroids='batch' has no fixed centroid data: pass x to refresh_metric")
+            data = state.centroid_data
+        else:
+            data = self._array(self._data(x, "x"))
+        B, parts = self.backend, self.components
+        fn = self._compile("metric", lambda: lambda p, xb: tuple(
+            B.stop_gradient(a) for a in elbo_math.metric_from_data(B, parts, p, xb)))
+        chunks = [fn(state.params, data[i:i + batch_size]) for i in range(0, data.shape[0], batch_size)]
+        xp = B.xp
+        metric = MetricState(*(xp.concatenate([ch[j] for ch in chunks], axis=0) for j in range(2)))
+        return state.replace(metric=metric)
+
+    # ------------------------------------------------------------------ training
+
+    def _loss_fn(self) -> Callable:
+        B, parts, flow = self.backend, self.components, self.flow
+
+        def loss(params, centroid_x, x_in, x_out, eps, xi):
+            return elbo_math.loss(B, parts, flow, params, centroid_x, x_in, x_out, eps, xi)
+
+        return loss
+
+    def _step_fn(self) -> Callable:
+        B, opt = self.backend, self.optimizer
+        value_and_grad = B.value_and_grad(self._loss_fn())
+
+        def step(params, opt_state, centroid_x, x_in, x_out, eps, xi):
+            value, grads = value_and_grad(params, centroid_x, x_in, x_out, eps, xi)
+            new_params, new_opt_state = opt.update(B, grads, opt_state, params)
+            return new_params, new_opt_state, value, grads
+
+        return step
+
+    def _batch_arrays(self, state: TrainState, x_in: np.ndarray, x_out: np.ndarray, noise: Noise):
+        xi, xo = self._array(x_in), self._array(x_out)
+        centroid_x = xi if state.centroid_data is None else state.centroid_data
+        return centroid_x, xi, xo, self._array(noise.eps), self._array(noise.xi)
+
+    def step(self, state: TrainState, x: Any, x_out: Any | None = None, *,
+             noise: Noise | None = None) -> tuple[TrainState, float]:
+        """One Adam step on the batch ``x``; returns the new state and the loss before the step."""
+        x_in, x_o = self._pair(x, x_out)
+        noise = self._noise(x_in.shape[0], noise, (state.seed, _NOISE_STREAM, state.step))
+        fn = self._compile("step", self._step_fn)
+        params, opt_state, value, _ = fn(state.params, state.opt_state, *self._batch_arrays(state, x_in, x_o, noise))
+        return state.replace(params=params, opt_state=opt_state, step=state.step + 1), float(value)
+
+    def loss(self, state: TrainState, x: Any, x_out: Any | None = None, *,
+             noise: Noise | None = None, seed: int = 0) -> float:
+        """The training objective ``-ELBO`` on ``x``, with the metric built from the centroid data
+        (the batch itself when ``centroids="batch"``) under the current parameters."""
+        x_in, x_o = self._pair(x, x_out)
+        noise = self._noise(x_in.shape[0], noise, (seed, _EVAL_STREAM))
+        fn = self._compile("loss", self._loss_fn)
+        return float(fn(state.params, *self._batch_arrays(state, x_in, x_o, noise)))
+
+    def loss_and_grad(self, state: TrainState, x: Any, x_out: Any | None = None, *,
+                      noise: Noise | None = None, seed: int = 0) -> tuple[float, dict]:
+        """``(loss, ∂loss/∂params)`` with the gradient as a numpy tree shaped like ``state.params``.
+
+        Shares the compiled training step (whose update is discarded): one compilation, not two.
+        """
+        x_in, x_o = self._pair(x, x_out)
+        noise = self._noise(x_in.shape[0], noise, (seed, _EVAL_STREAM))
+        fn = self._compile("step", self._step_fn)
+        *_, value, grads = fn(state.params, state.opt_state, *self._batch_arrays(state, x_in, x_o, noise))
+        return float(value), tree_map(self.backend.to_numpy, grads)
+
+    def fit(self, state: TrainState, x: Any, *, epochs: int = 1, batch_size: int = 100,
+            x_out: Any | None = None, validation_data: Any | None = None,
+            progress: bool = True) -> tuple[TrainState, dict]:
+        """Train for ``epochs`` passes over ``x`` in shuffled batches (see :func:`rhvae.training.fit`)."""
+        from rhvae.training import fit
+
+        return fit(self, state, x, epochs=epochs, batch_size=batch_size, x_out=x_out,
+                   validation_data=validation_data, progress=progress)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def elbo_terms(self, state: TrainState, x: Any, x_out: Any | None = None, *,
+                   noise: Noise | None = None, seed: int = 0) -> elbo_math.ElboTerms:
+        """Every per-sample ELBO term and the flow's endpoints, as numpy, under the frozen metric."""
+        x_in, x_o = self._pair(x, x_out)
+        noise = self._noise(x_in.shape[0], noise, (seed, _EVAL_STREAM))
+        B, parts, flow = self.backend, self.components, self.flow
+        fn = self._compile("elbo_terms", lambda: lambda p, m, xi, xo, e, g: elbo_math.elbo_terms(
+            B, parts, flow, p, m, xi, xo, e, g))
+        terms = fn(state.params, self._metric(state), self._array(x_in), self._array(x_o),
+                   self._array(noise.eps), self._array(noise.xi))
+        return elbo_math.ElboTerms(*(B.to_numpy(t) for t in terms))
+
+    def elbo(self, state: TrainState, x: Any, x_out: Any | None = None, *, noise: Noise | None = None,
+             seed: int = 0, batch_size: int = 500) -> float:
+        """The held-out ELBO ``mean_b(log p̄ - log q̄)`` under the frozen metric, in batches."""
+        x_in, x_o = self._pair(x, x_out)
+        noise = self._noise(x_in.shape[0], noise, (seed, _EVAL_STREAM))
+        total = 0.0
+        for i in range(0, x_in.shape[0], batch_size):
+            sl = slice(i, i + batch_size)
+            terms = self.elbo_terms(state, x_in[sl], x_o[sl], noise=Noise(noise.eps[sl], noise.xi[sl]))
+            total += float(np.sum(terms.elbo, dtype=np.float64))
+        return total / x_in.shape[0]
+
+    def encode(self, state: TrainState, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(μ, log σ)`` of ``q(z | x)``, each ``(B, d)``."""
+        B, enc = self.backend, self.components.encoder
+        fn = self._compile("encode", lambda: lambda p, xb: enc(B, p, xb))
+        mu, log_sigma = fn(state.params["encoder"], self._array(self._data(x)))
+        return B.to_numpy(mu), B.to_numpy(log_sigma)
+
+    def decoder_outputs(self, state: TrainState, z: Any) -> tuple[np.ndarray, ...]:
+        """The decoder's raw outputs at ``z`` (e.g. Bernoulli logits)."""
+        B, dec = self.backend, self.components.decoder
+        fn = self._compile("decode", lambda: lambda p, zb: dec(B, p, zb))
+        return tuple(B.to_numpy(o) for o in fn(state.params["decoder"], self._array(self._latent(z))))
+
+    def decode(self, state: TrainState, z: Any) -> np.ndarray:
+        """The mean of ``p(x | z)`` (probabilities for Bernoulli), ``(B, output_dim)``."""
+        B = self.backend
+        outputs = tuple(self._array(o) for o in self.decoder_outputs(state, z))
+        return B.to_numpy(self.components.decoder.likelihood.mean(B, outputs))
+
+    def reconstruct(self, state: TrainState, x: Any) -> np.ndarray:
+        """``decode(μ(x))``."""
+        return self.decode(state, self.encode(state, x)[0])
+
+    def _local_metric(self, state: TrainState, z: Any):
+        B, c = self.backend, self.config
+        fn = self._compile("local_metric", lambda: lambda m, zb: local_metric(B, zb, m, c.T, c.lam, c.reduction))
+        return fn(self._metric(state), self._array(self._latent(z)))
+
+    def G_inv(self, state: TrainState, z: Any) -> np.ndarray:
+        """``G⁻¹(z) = a Σ_i M_i exp(-‖z - c_i‖²/T²) + λI`` under the frozen metric; ``(B, d, d)``."""
+        return self.backend.to_numpy(self._local_metric(state, z).G_inv)
+
+    def metric_tensor(self, state: TrainState, z: Any) -> np.ndarray:
+        """``G(z) = (G⁻¹(z))⁻¹`` through the Cholesky factor of ``G⁻¹``; ``(B, d, d)``."""
+        return self.backend.to_numpy(metric_tensor(self.backend, self._local_metric(state, z)))
+
+    def log_det_metric(self, state: TrainState, z: Any) -> np.ndarray:
+        """``log det G(z) = -log det G⁻¹(z)``; ``(B,)``."""
+        return self.backend.to_numpy(self._local_metric(state, z).logdet_G)
+
+    def _hamiltonian(self, params: dict, metric: MetricState, x: Array) -> Hamiltonian:
+        c, parts = self.config, self.components
+        return Hamiltonian(self.backend, x, parts.decoder, params["decoder"], parts.prior, metric,
+                           c.T, c.lam, c.reduction)
+
+    def _phase_point(self, state: TrainState, x: Any, z: Any, rho: Any) -> tuple[Array, ...]:
+        xo = self._data(x, "x", target=True)
+        zz, rr = self._latent(z, "z"), self._latent(rho, "rho")
+        if not xo.shape[0] == zz.shape[0] == rr.shape[0]:
+            raise ValueError(f"x, z and rho must have the same number of rows; got "
+                             f"{xo.shape[0]}, {zz.shape[0]}, {rr.shape[0]}")
+        return self._array(xo), self._array(zz), self._array(rr)
+
+    def hamiltonian(self, state: TrainState, x: Any, z: Any, rho: Any) -> np.ndarray:
+        """``H(z, ρ) = -log p(x|z) - log p(z) - log N(ρ; 0, G(z))`` per sample, ``(B,)``."""
+        fn = self._compile("hamiltonian", lambda: lambda p, m, xb, zb, rb: self._hamiltonian(p, m, xb)(zb, rb))
+        out = fn(state.params, self._metric(state), *self._phase_point(state, x, z, rho))
+        return self.backend.to_numpy(out)
+
+    def grad_hamiltonian(self, state: TrainState, x: Any, z: Any, rho: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(∂H/∂z, ∂H/∂ρ)`` by the model's ``grad_h`` method, each ``(B, d)``."""
+        B, gh = self.backend, self.components.grad_h
+
+        def build():
+            def grads(p, m, xb, zb, rb):
+                H = self._hamiltonian(p, m, xb)
+                return gh.grad_z(B, H, zb, rb), gh.grad_rho(B, H, zb, rb)
+            return grads
+
+        gz, gr = self._compile("grad_hamiltonian", build)(state.params, self._metric(state),
+                                                          *self._phase_point(state, x, z, rho))
+        return B.to_numpy(gz), B.to_numpy(gr)
+
+    def leapfrog(self, state: TrainState, x: Any, z: Any, rho: Any) -> tuple[np.ndarray, np.ndarray]:
+        """One generalized leapfrog step ``(z, ρ) -> (z', ρ'')`` (no tempering), under the frozen metric."""
+        B, gh, c = self.backend, self.components.grad_h, self.config
+        fn = self._compile("leapfrog", lambda: lambda p, m, xb, zb, rb: leapfrog_step(
+            B, self._hamiltonian(p, m, xb), gh, zb, rb, c.eps, c.steps))
+        z1, r1 = fn(state.params, self._metric(state), *self._phase_point(state, x, z, rho))
+        return B.to_numpy(z1), B.to_numpy(r1)
+
+
+def _check_betas(betas: Any, config: RHVAEConfig) -> np.ndarray:
+    betas = np.asarray(betas, dtype=np.float64)
+    if betas.shape != (config.K + 1,):
+        raise ValueError(f"the tempering schedule returned shape {betas.shape}; expected ({config.K + 1},)")
+    if not np.all(np.isfinite(betas)) or np.any(betas <= 0):
+        raise ValueError(f"the tempering schedule returned non-positive or non-finite values: {betas}")
+    if not np.isclose(betas[0], config.beta0, rtol=1e-12, atol=0):
+        raise ValueError(f"the tempering schedule must start at beta0={config.beta0}; got {betas[0]}")
+    return betas

@@ -1,0 +1,53 @@
+"""Checks of user input at the API boundary, before any computation.
+
+Each error names the argument, what was expected and what arrived.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A numpy view of ``x`` (numpy, list, torch tensor on any device, jax array)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu()
+    return np.asarray(x)
+
+
+def check_array(x: Any, name: str, features: int, dtype: str, *, feature_name: str = "features",
+                expected_by: str = "the model") -> np.ndarray:
+    """``x`` as a finite float array ``(B, features)`` of ``dtype``, ``B >= 1``; else a clear error."""
+    try:
+        arr = to_numpy(x)
+    except Exception as exc:
+        raise TypeError(f"{name} must be an array of shape (batch, {features}); got {type(x).__name__}") from exc
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be a numeric array; got dtype object")
+    if arr.dtype.kind != "f":
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}; expected floating point data "
+            f"(convert it, e.g. x.astype('float32') / 255 for 8-bit images)"
+        )
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have 2 dimensions (batch, {features}); got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); need at least one row")
+    if arr.shape[1] != features:
+        raise ValueError(f"{name} has {arr.shape[1]} {feature_name}; {expected_by} expects {features}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+    return arr.astype(dtype, copy=False)
+
+
+def check_support(x: np.ndarray, name: str, support: tuple[float, float], likelihood: object) -> None:
+    """Values of ``x`` inside the likelihood's ``support`` (e.g. ``[0, 1]`` for Bernoulli)."""
+    lo, hi = support
+    xmin, xmax = float(x.min()), float(x.max())
+    if xmin < lo or xmax > hi:
+        raise ValueError(
+            f"{name} has values in [{xmin:g}, {xmax:g}]; the {likelihood!r} likelihood expects [{lo:g}, {hi:g}]"
+        )

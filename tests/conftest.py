@@ -1,0 +1,67 @@
+"""Shared fixtures: backends (CPU always, CUDA when present, marked ``gpu``), float64 on JAX,
+full-precision float32 matmuls on GPU, two threads, and hermetic registries."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=2")
+
+import jax  # noqa: E402
+import torch  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_default_matmul_precision", "highest")
+torch.set_num_threads(2)
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+
+
+def _has_gpu(name: str) -> bool:
+    if name == "torch":
+        return torch.cuda.is_available()
+    try:
+        return bool(jax.devices("gpu"))
+    except RuntimeError:
+        return False
+
+
+BACKENDS = [
+    pytest.param(("torch", "cpu"), id="torch"),
+    pytest.param(("jax", "cpu"), id="jax"),
+    pytest.param(("torch", "cuda"), id="torch:gpu", marks=pytest.mark.gpu),
+    pytest.param(("jax", "gpu"), id="jax:gpu", marks=pytest.mark.gpu),
+]
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("gpu", id="gpu", marks=pytest.mark.gpu),
+]
+
+
+def skip_without_gpu(backend: str, device: str) -> None:
+    if device != "cpu" and not _has_gpu(backend):
+        pytest.skip(f"no CUDA device available to {backend}")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """``(name, device)`` of a backend; the GPU variants skip cleanly without a device."""
+    name, device = request.param
+    skip_without_gpu(name, device)
+    return name, device
+
+
+@pytest.fixture(scope="session")
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def normwise_error(a, b) -> float:
+    """``max|a - b| / max|b|`` (``max|a - b|`` where ``b`` is all zero)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    scale = np.max(np.abs(b))
+    diff = np.max(np.abs(a - b)) if a.size else 0.0
+    return float(diff / scale) if scale > 0 else float(diff)
