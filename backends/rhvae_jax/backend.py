@@ -51,7 +51,10 @@ class JaxBackend:
             )
         if not isinstance(x, jax.Array):
             x = np.asarray(x)
-        return jax.device_put(jnp.asarray(x, dtype=dtype), self.device)
+        arr = jnp.asarray(x, dtype=dtype)
+        # Leave arrays on the default device uncommitted, like the outputs of a jitted step:
+        # committed inputs would make every compiled function compile a second time.
+        return arr if self.device == jax.devices()[0] else jax.device_put(arr, self.device)
 
     def to_numpy(self, x: jax.Array) -> np.ndarray:
         return np.asarray(x)

@@ -1,0 +1,366 @@
+"""Test helpers for component authors (tox's ``tox.pytest`` idea): the host's own checks, public.
+
+A plugin's test suite calls :func:`check_component` once per component::
+
+    from rhvae.testing import check_component
+
+    def test_student_t():
+        check_component("prior", StudentT(df=4.0))
+
+It runs the object on every available backend with tiny inputs drawn in numpy from a fixed
+seed, and checks the output shapes, dtypes and finiteness, that ``B.jit`` changes nothing, the
+analytic gradients against the backend's autodiff, and torch↔jax parity. A failed check raises
+``AssertionError`` naming the component, the backend and the check.
+
+This module imports neither torch nor jax; backends are created through the registry.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rhvae.errors import PluginLoadError, ProtocolError, UnknownComponentError
+from rhvae.interfaces import Array, Backend, Likelihood
+from rhvae.registry import Registry, get_registry
+
+__all__ = ["CHECKED_KINDS", "GRAD_RTOL", "PARITY_RTOL", "assert_close_normwise", "check_component", "normwise_error"]
+
+PARITY_RTOL: dict[str, float] = {"float32": 1e-5, "float64": 1e-10}
+"""Normwise bound on backend↔backend and jit↔eager differences of forward values (DESIGN §5)."""
+
+GRAD_RTOL: dict[str, float] = {"float32": 1e-4, "float64": 1e-10}
+"""Normwise bound on gradients: an analytic one (``grad_log_prob``) against the backend's
+autodiff, and the parity of gradients between backends and under jit."""
+
+APPROX_GRAD_RTOL: dict[str, float] = {"float32": 1e-2, "float64": 1e-6}
+"""Normwise bound on a ∇H method against autodiff, and on its parity: a method may approximate
+(finite differences amplify round-off by ``|H| / step``)."""
+
+BATCH, INPUT_DIM, LATENT_DIM, N_CENTROIDS = 5, 6, 3, 4
+"""The sizes of the inputs drawn for a check: ``x (5, 6)``, ``z (5, 3)``, 4 metric centroids."""
+
+K_VALUES, BETA0 = (1, 4), 0.3
+"""Tempering schedules are checked for these ``K`` at this ``β0``."""
+
+
+def normwise_error(a: Any, b: Any) -> float:
+    """``max|a - b| / max|b|`` (``max|a - b|`` where ``b`` is all zero), in float64."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    return diff / scale if scale > 0 else diff
+
+
+def assert_close_normwise(a: Any, b: Any, rtol: float, name: str = "") -> None:
+    """Assert that ``a`` and ``b`` have one shape and ``normwise_error(a, b) <= rtol``."""
+    a, b = np.asarray(a), np.asarray(b)
+    label = f"{name}: " if name else ""
+    if a.shape != b.shape:
+        raise AssertionError(f"{label}shape {a.shape} differs from {b.shape}")
+    if np.any(np.isnan(a) != np.isnan(b)):
+        raise AssertionError(f"{label}NaN in different places")
+    err = normwise_error(np.nan_to_num(a), np.nan_to_num(b))
+    if not err <= rtol:
+        raise AssertionError(f"{label}normwise error {err:.3g} > rtol {rtol:.3g}")
+
+
+class _Mismatch(Exception):
+    """A component returned something of the wrong structure (reported as an AssertionError)."""
+
+
+def _tuple_of(value: Any, n: int, what: str) -> tuple:
+    if not isinstance(value, (tuple, list)):
+        raise _Mismatch(f"{what} returned a {type(value).__name__}; expected a tuple of {n} arrays")
+    if len(value) != n:
+        raise _Mismatch(f"{what} returned {len(value)} arrays; expected {n}")
+    return tuple(value)
+
+
+def _params(value: Any, what: str) -> dict[str, np.ndarray]:
+    if not isinstance(value, Mapping) or not all(isinstance(v, np.ndarray) for v in value.values()):
+        raise _Mismatch(f"{what} returned {type(value).__name__}; expected a dict of numpy arrays")
+    return dict(value)
+
+
+@dataclass(frozen=True)
+class _Case:
+    """How to check one kind: numpy inputs, the run on a backend, expected shapes, gradient pairs.
+
+    ``run(B, obj, inputs)`` returns named backend arrays; ``references`` pairs an output with the
+    autodiff output it must match and the tolerance table to use; ``tolerances`` overrides
+    :data:`PARITY_RTOL` for the jit and backend parity of some outputs (gradients, approximations).
+    """
+
+    inputs: Callable[[Any, np.random.Generator], dict[str, Any]]
+    run: Callable[[Backend, Any, dict[str, Any]], dict[str, Array]]
+    shapes: Callable[[Any], dict[str, tuple[int, ...]]]
+    references: tuple[tuple[str, str, dict[str, float]], ...] = ()
+    tolerances: Mapping[str, dict[str, float]] = field(default_factory=dict)
+
+    def parity_rtol(self, name: str, dtype: str) -> float:
+        return self.tolerances.get(name, PARITY_RTOL)[dtype]
+
+
+def _latent(rng: np.random.Generator) -> np.ndarray:
+    return 1.5 * rng.standard_normal((BATCH, LATENT_DIM))
+
+
+def _data(rng: np.random.Generator) -> np.ndarray:
+    return rng.uniform(0.05, 0.95, size=(BATCH, INPUT_DIM))
+
+
+def _prior_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
+    out = {"log_prob": obj.log_prob(B, a["z"])}
+    if hasattr(obj, "grad_log_prob"):
+        out["grad_log_prob"] = obj.grad_log_prob(B, a["z"])
+        out["autodiff_grad"] = B.grad(lambda z: B.xp.sum(obj.log_prob(B, z)))(a["z"])
+    return out
+
+
+def _prior_shapes(obj: Any) -> dict[str, tuple[int, ...]]:
+    shapes = {"log_prob": (BATCH,)}
+    if hasattr(obj, "grad_log_prob"):
+        shapes |= {"grad_log_prob": (BATCH, LATENT_DIM), "autodiff_grad": (BATCH, LATENT_DIM)}
+    return shapes
+
+
+def _encoder_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
+    mu, log_sigma = _tuple_of(obj(B, a["params"], a["x"]), 2, "encoder(B, params, x)")
+    return {"mu": mu, "log_sigma": log_sigma}
+
+
+def _decoder_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
+    lik = obj.likelihood
+    outputs = _tuple_of(obj(B, a["params"], a["z"]), lik.n_outputs, "decoder(B, params, z)")
+    return {
+        **{f"outputs[{i}]": o for i, o in enumerate(outputs)},
+        "likelihood.log_prob": lik.log_prob(B, a["x"], outputs),
+        "likelihood.mean": lik.mean(B, outputs),
+    }
+
+
+def _decoder_inputs(obj: Any, rng: np.random.Generator) -> dict[str, Any]:
+    if not isinstance(obj.likelihood, Likelihood):
+        raise ProtocolError(f"decoder {_label(obj)}: .likelihood {obj.likelihood!r} does not satisfy the "
+                            "Likelihood protocol (n_outputs, log_prob, mean)")
+    params = _params(obj.init(rng, LATENT_DIM, INPUT_DIM), "decoder.init(rng, latent_dim, output_dim)")
+    return {"params": params, "z": _latent(rng), "x": _data(rng)}
+
+
+def _metric_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
+    diag, lower = _tuple_of(obj(B, a["params"], a["x"]), 2, "metric(B, params, x)")
+    return {"diag": diag, "lower": lower}
+
+
+def _grad_h_inputs(obj: Any, rng: np.random.Generator) -> dict[str, Any]:
+    decoder = get_registry().create("decoder", "bernoulli_mlp", hidden=(4,), activation="tanh")
+    L = np.tril(0.5 * rng.standard_normal((N_CENTROIDS, LATENT_DIM, LATENT_DIM)), -1)
+    L += np.eye(LATENT_DIM) * rng.uniform(0.5, 1.5, size=(N_CENTROIDS, 1, LATENT_DIM))
+    return {
+        "decoder": decoder,
+        "params": decoder.init(rng, LATENT_DIM, INPUT_DIM),
+        "x": _data(rng),
+        "centroids": rng.standard_normal((N_CENTROIDS, LATENT_DIM)),
+        "M": L @ np.swapaxes(L, -1, -2),
+        "z": rng.standard_normal((BATCH, LATENT_DIM)),
+        "rho": rng.standard_normal((BATCH, LATENT_DIM)),
+    }
+
+
+def _grad_h_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
+    from rhvae.math.hamiltonian import Hamiltonian
+    from rhvae.math.metric import MetricState
+
+    prior = get_registry().create("prior", "spherical")
+    H = Hamiltonian(B, a["x"], a["decoder"], a["params"], prior, MetricState(a["centroids"], a["M"]), T=0.8, lam=0.1)
+    z, rho, xp = a["z"], a["rho"], B.xp
+    return {
+        "grad_z": obj.grad_z(B, H, z, rho),
+        "grad_rho": obj.grad_rho(B, H, z, rho),
+        "autodiff_grad_z": B.grad(lambda zz: xp.sum(H(zz, rho)))(z),
+        "autodiff_grad_rho": B.grad(lambda rr: xp.sum(H(z, rr)))(rho),
+    }
+
+
+_LATENT_PAIR = (BATCH, LATENT_DIM)
+_CASES: dict[str, _Case] = {
+    "prior": _Case(lambda obj, rng: {"z": _latent(rng)}, _prior_run, _prior_shapes,
+                   (("grad_log_prob", "autodiff_grad", GRAD_RTOL),),
+                   dict.fromkeys(("grad_log_prob", "autodiff_grad"), GRAD_RTOL)),
+    "encoder": _Case(
+        lambda obj, rng: {"params": _params(obj.init(rng, INPUT_DIM, LATENT_DIM),
+                                            "encoder.init(rng, input_dim, latent_dim)"), "x": _data(rng)},
+        _encoder_run, lambda obj: {"mu": _LATENT_PAIR, "log_sigma": _LATENT_PAIR}),
+    "decoder": _Case(
+        _decoder_inputs, _decoder_run,
+        lambda obj: {**{f"outputs[{i}]": (BATCH, INPUT_DIM) for i in range(obj.likelihood.n_outputs)},
+                     "likelihood.log_prob": (BATCH,), "likelihood.mean": (BATCH, INPUT_DIM)}),
+    "metric": _Case(
+        lambda obj, rng: {"params": _params(obj.init(rng, INPUT_DIM, LATENT_DIM),
+                                            "metric.init(rng, input_dim, latent_dim)"), "x": _data(rng)},
+        _metric_run, lambda obj: {"diag": _LATENT_PAIR, "lower": (BATCH, LATENT_DIM * (LATENT_DIM - 1) // 2)}),
+    "grad_h": _Case(
+        _grad_h_inputs, _grad_h_run,
+        lambda obj: dict.fromkeys(("grad_z", "grad_rho", "autodiff_grad_z", "autodiff_grad_rho"), _LATENT_PAIR),
+        (("grad_z", "autodiff_grad_z", APPROX_GRAD_RTOL), ("grad_rho", "autodiff_grad_rho", APPROX_GRAD_RTOL)),
+        {**dict.fromkeys(("grad_z", "grad_rho"), APPROX_GRAD_RTOL),
+         **dict.fromkeys(("autodiff_grad_z", "autodiff_grad_rho"), GRAD_RTOL)}),
+}
+
+CHECKED_KINDS: tuple[str, ...] = (*_CASES, "tempering")
+"""The kinds :func:`check_component` accepts."""
+
+
+def _label(obj: Any) -> str:
+    text = repr(obj)
+    return text if len(text) <= 80 and not text.startswith("<") else type(obj).__name__
+
+
+def _to_backend(B: Backend, value: Any, dtype: str) -> Any:
+    if isinstance(value, np.ndarray):
+        return B.asarray(value, dtype)
+    if isinstance(value, dict):
+        return {k: _to_backend(B, v, dtype) for k, v in value.items()}
+    return value
+
+
+def _create_backends(backends: Sequence[str | Backend], dtype: str) -> list[Backend]:
+    created = []
+    for backend in backends:
+        if not isinstance(backend, str):
+            created.append(Registry().validate("backend", backend))
+            continue
+        try:
+            created.append(get_registry().create("backend", backend))
+        except (PluginLoadError, UnknownComponentError) as exc:
+            warnings.warn(f"check_component skips backend {backend!r}: {exc}", RuntimeWarning, stacklevel=3)
+    if not created:
+        raise RuntimeError(f"check_component created none of the backends {tuple(backends)!r}; nothing was checked")
+    for B in created:
+        try:
+            B.asarray(np.zeros(1), dtype)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"check_component(dtype={dtype!r}) cannot run on backend {B.name!r}: {exc}; "
+                             "or pass dtype='float32'") from exc
+    return created
+
+
+def _check_tempering(obj: Any, where: str) -> dict[str, dict[str, np.ndarray]]:
+    outputs = {}
+    for K in K_VALUES:
+        call = f"schedule(K={K}, beta0={BETA0})"
+        try:
+            betas = obj(K, BETA0)
+        except Exception as exc:
+            raise AssertionError(f"{where}: {call} raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(betas, np.ndarray):
+            raise AssertionError(f"{where}: {call} returned a {type(betas).__name__}; expected a numpy array")
+        if betas.shape != (K + 1,):
+            raise AssertionError(f"{where}: {call} has shape {betas.shape}; expected ({K + 1},)")
+        if not np.issubdtype(betas.dtype, np.floating):
+            raise AssertionError(f"{where}: {call} has dtype {betas.dtype}; expected a floating dtype")
+        if not (np.all(np.isfinite(betas)) and np.all(betas > 0)):
+            raise AssertionError(f"{where}: {call} = {betas} is not finite and positive")
+        if not np.isclose(betas[0], BETA0, rtol=1e-12, atol=0):
+            raise AssertionError(f"{where}: {call}[0] = {betas[0]!r}; expected beta0 = {BETA0}")
+        outputs[f"betas[K={K}]"] = betas
+    return {"numpy": outputs}
+
+
+def _run_checked(B: Backend, case: _Case, obj: Any, arrays: dict[str, Any], dtype: str, where: str,
+                 jit: bool) -> dict[str, np.ndarray]:
+    """Run ``case`` on ``B`` (under ``B.jit`` if ``jit``, non-array inputs closed over) and check every output."""
+    if jit:
+        where = f"{where} under B.jit"
+    static = {k: v for k, v in arrays.items() if not isinstance(v, dict) and not hasattr(v, "shape")}
+    dynamic = {k: v for k, v in arrays.items() if k not in static}
+    try:
+        run = (B.jit if jit else (lambda f: f))(lambda a: case.run(B, obj, {**a, **static}))
+        raw = run(dynamic)
+    except _Mismatch as exc:
+        raise AssertionError(f"{where}: {exc}") from None
+    except Exception as exc:
+        raise AssertionError(f"{where}: the call raised {type(exc).__name__}: {exc}") from exc
+    outputs = {}
+    for name, expected in case.shapes(obj).items():
+        value = B.to_numpy(raw[name])
+        if value.shape != expected:
+            raise AssertionError(f"{where}: {name} has shape {value.shape}; expected {expected}")
+        if value.dtype != np.dtype(dtype):
+            raise AssertionError(f"{where}: {name} has dtype {value.dtype}; expected {dtype}")
+        if not np.all(np.isfinite(value)):
+            raise AssertionError(f"{where}: {name} is not finite: {value}")
+        outputs[name] = value
+    return outputs
+
+
+def check_component(kind: str, obj: Any, *, backends: Sequence[str | Backend] = ("torch", "jax"),
+                    dtype: str = "float64", seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Check a component's behaviour on every backend; returns ``{backend: {output: numpy array}}``.
+
+    The keys are the backend names (``"torch#1"`` for a repeated one; ``"numpy"`` for a schedule).
+
+    ``kind``: one of :data:`CHECKED_KINDS` (``prior encoder decoder metric grad_h tempering``).
+    ``obj`` must first satisfy the Protocol of ``kind`` (else :class:`rhvae.ProtocolError`).
+    Inputs are drawn once in numpy from ``default_rng(seed)``: ``x (5, 6)`` in ``[0.05, 0.95]``,
+    ``z (5, 3)``, parameters from ``obj.init``. On each backend (a name created through
+    :func:`rhvae.get_registry`, or a ``Backend`` object, e.g. on a GPU) it checks
+
+    - each output's shape, its ``dtype`` and that it is finite;
+    - that ``B.jit`` of the same call agrees with the eager one (normwise, :data:`PARITY_RTOL`;
+      :data:`GRAD_RTOL` for gradients, :data:`APPROX_GRAD_RTOL` for a ∇H method's outputs);
+    - a prior's ``grad_log_prob`` against ``B.grad`` of ``Σ log_prob`` (:data:`GRAD_RTOL`); a
+      ``grad_h`` method's ``grad_z``, ``grad_rho`` on a small Hamiltonian against autodiff
+      (:data:`APPROX_GRAD_RTOL`: methods may approximate);
+
+    then that every backend agrees with the first (same bounds as jit↔eager). A tempering
+    schedule is numpy only: shape ``(K+1,)``, finite, positive, ``betas[0] == beta0``.
+
+    A backend name that fails to import (or is not registered) is skipped with a
+    ``RuntimeWarning``. ``dtype="float64"`` is not downgraded where a backend lacks it: on jax
+    without ``jax.config.update("jax_enable_x64", True)`` it raises ``ValueError``; enable x64
+    (e.g. in ``conftest.py``) or pass ``dtype="float32"``. A failed check raises
+    ``AssertionError`` naming the component, the backend and the check.
+    """
+    if kind not in CHECKED_KINDS:
+        raise ValueError(f"check_component checks kinds {', '.join(CHECKED_KINDS)}; got {kind!r}")
+    if dtype not in PARITY_RTOL:
+        raise ValueError(f"dtype must be one of {', '.join(PARITY_RTOL)}; got {dtype!r}")
+    Registry().validate(kind, obj)
+    label = f"{kind} {_label(obj)}"
+    if kind == "tempering":
+        return _check_tempering(obj, label)
+    case = _CASES[kind]
+    created = _create_backends(backends, dtype)
+    try:
+        inputs = case.inputs(obj, np.random.default_rng(seed))
+    except _Mismatch as exc:
+        raise AssertionError(f"{label}: {exc}") from None
+    except ProtocolError:
+        raise
+    except Exception as exc:
+        raise AssertionError(f"{label}: drawing the inputs (init) raised {type(exc).__name__}: {exc}") from exc
+    results: dict[str, dict[str, np.ndarray]] = {}
+    for B in created:
+        where = f"{label} on {B.name}"
+        arrays = _to_backend(B, inputs, dtype)
+        eager = _run_checked(B, case, obj, arrays, dtype, where, jit=False)
+        jitted = _run_checked(B, case, obj, arrays, dtype, where, jit=True)
+        for name, value in eager.items():
+            assert_close_normwise(jitted[name], value, case.parity_rtol(name, dtype),
+                                  f"{where}: jit vs eager of {name}")
+        for name, reference, table in case.references:
+            if name in eager:
+                assert_close_normwise(eager[name], eager[reference], table[dtype], f"{where}: {name} vs {reference}")
+        results[B.name if B.name not in results else f"{B.name}#{len(results)}"] = eager
+    (first, base), *others = results.items()
+    for other, values in others:
+        for name, value in values.items():
+            assert_close_normwise(value, base[name], case.parity_rtol(name, dtype),
+                                  f"{label}: {other} vs {first} parity of {name}")
+    return results
