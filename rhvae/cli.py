@@ -66,7 +66,53 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     commands.add_parser("plugins", help="list plugins, their distributions and components").set_defaults(run=_plugins)
     commands.add_parser("info", help="versions of rhvae, python, numpy and the backends").set_defaults(run=_info)
+    train = commands.add_parser("train", help="train an RHVAE on an embedded data set or a .npy/.npz file")
+    train.add_argument("--data", default="mnist", help="mnist (default), digits, or a .npy/.npz path")
+    train.add_argument("--backend", default="torch", help="torch (default) or jax")
+    train.add_argument("--latent-dim", type=int, default=2)
+    train.add_argument("--epochs", type=int, default=5)
+    train.add_argument("--batch-size", type=int, default=100)
+    train.add_argument("--hidden", type=int, default=256, help="width of each network's hidden layer")
+    train.add_argument("--grad-h", default="autodiff", help="registered ∇H method")
+    train.add_argument("--decoder", default="bernoulli_mlp")
+    train.add_argument("--prior", default="spherical")
+    train.add_argument("--tempering", default="quadratic")
+    train.add_argument("--n-test", type=int, default=1000)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", default="runs/latest", help="output folder")
+    train.set_defaults(run=_train)
     return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from rhvae import datasets
+    from rhvae.model import RHVAE
+    from rhvae.tree import flatten
+
+    x_train, _, x_test, _ = datasets.load(args.data, args.n_test, args.seed)
+    reg = get_registry()
+    width = (args.hidden,)
+    model = RHVAE(
+        args.backend, input_dim=x_train.shape[1], latent_dim=args.latent_dim, grad_h=args.grad_h,
+        encoder=reg.create("encoder", "mlp", hidden=width),
+        decoder=reg.create("decoder", args.decoder, hidden=width),
+        metric=reg.create("metric", "mlp", hidden=width),
+        position_prior=args.prior, tempering=args.tempering,
+    )
+    print(f"training on {args.data}: {len(x_train)} train / {len(x_test)} test rows, {model!r}")
+    state = model.init(seed=args.seed)
+    state, history = model.fit(state, x_train, epochs=args.epochs, batch_size=args.batch_size,
+                               validation_data=x_test)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(history, indent=1))
+    np.savez(out / "params.npz", **{k: model.backend.to_numpy(v) for k, v in flatten(state.params)})
+    print(f"held-out ELBO {history['val_elbo'][-1]:.2f} after {args.epochs} epochs; wrote {out}/metrics.json, "
+          f"{out}/params.npz")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,7 +84,9 @@ class TorchBackend:
         return x.detach()
 
     def cholesky(self, a: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.cholesky(a)
+        # cholesky_ex does not raise on a non-positive-definite input (NaN flows on, as in jax),
+        # so a diverging run is caught by the finite-loss check of fit, with its epoch and step.
+        return torch.linalg.cholesky_ex(a).L
 
     def solve_triangular(self, a: torch.Tensor, b: torch.Tensor, *, lower: bool) -> torch.Tensor:
         return torch.linalg.solve_triangular(a, b, upper=not lower)
