@@ -54,8 +54,9 @@ def backend(request):
     return name, device
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def rng() -> np.random.Generator:
+    """A fresh generator per test, so draws do not depend on test order (or xdist workers)."""
     return np.random.default_rng(1234)
 
 
