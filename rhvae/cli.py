@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.run(args)
-    except (_UsageError, RhvaeError) as exc:
+    except (_UsageError, RhvaeError, ValueError, TypeError) as exc:  # bad input: one line, no traceback
         print(f"rhvae: error: {exc}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help and --version exit through argparse

@@ -22,8 +22,8 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
         progress: bool = True) -> tuple[TrainState, dict]:
     """Train ``model`` from ``state`` on ``x`` (targets ``x_out``, default ``x``).
 
-    Each epoch shuffles with a generator seeded by ``(state.seed, epoch)``, takes one Adam step
-    per batch (noise seeded by ``(state.seed, step)``), then refreshes the frozen metric state:
+    Each epoch shuffles with a generator seeded by ``(state.seed, 2, epoch)``, takes one Adam step
+    per batch (noise seeded by ``(state.seed, 1, step)``), then refreshes the frozen metric state:
     from the fixed centroid data, or from all of ``x`` when ``centroids="batch"``.
     ``validation_data`` (``x`` or ``(x, x_out)``) adds the held-out ELBO per epoch to the history.
 
