@@ -7,9 +7,11 @@ from rhvae.errors import (
     PluginLoadError,
     ProtocolError,
     RhvaeError,
+    TrainingDivergedError,
     UnknownComponentError,
 )
 from rhvae.hookspecs import hookimpl
+from rhvae.model import RHVAE, Noise, TrainState
 from rhvae.registry import Registry, get_registry
 
 __version__ = "0.1.0"
@@ -19,8 +21,12 @@ __all__ = [
     "DuplicatePluginError",
     "PluginLoadError",
     "ProtocolError",
+    "Noise",
+    "RHVAE",
     "Registry",
     "RhvaeError",
+    "TrainState",
+    "TrainingDivergedError",
     "UnknownComponentError",
     "__version__",
     "get_registry",

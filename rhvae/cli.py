@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--decoder", default="bernoulli_mlp")
     train.add_argument("--prior", default="spherical")
     train.add_argument("--tempering", default="quadratic")
+    train.add_argument("--centroids", default="256",
+                       help="a count of training points used as fixed centroids (default 256), or 'batch'")
     train.add_argument("--n-test", type=int, default=1000)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="runs/latest", help="output folder")
@@ -103,7 +105,8 @@ def _train(args: argparse.Namespace) -> int:
         position_prior=args.prior, tempering=args.tempering,
     )
     print(f"training on {args.data}: {len(x_train)} train / {len(x_test)} test rows, {model!r}")
-    state = model.init(seed=args.seed)
+    centroids = args.centroids if args.centroids == "batch" else int(args.centroids)
+    state = model.init(seed=args.seed, centroids=centroids, data=x_train)
     state, history = model.fit(state, x_train, epochs=args.epochs, batch_size=args.batch_size,
                                validation_data=x_test)
     out = Path(args.out)
