@@ -91,13 +91,12 @@ def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rhvae import datasets
-    from rhvae.model import RHVAE
     from rhvae.tree import flatten
 
     x_train, _, x_test, _ = datasets.load(args.data, args.n_test, args.seed)
     reg = get_registry()
     width = (args.hidden,)
-    model = RHVAE(
+    model = rhvae.RHVAE(
         args.backend, input_dim=x_train.shape[1], latent_dim=args.latent_dim, grad_h=args.grad_h,
         encoder=reg.create("encoder", "mlp", hidden=width),
         decoder=reg.create("decoder", args.decoder, hidden=width),

@@ -58,11 +58,3 @@ def backend(request):
 def rng() -> np.random.Generator:
     """A fresh generator per test, so draws do not depend on test order (or xdist workers)."""
     return np.random.default_rng(1234)
-
-
-def normwise_error(a, b) -> float:
-    """``max|a - b| / max|b|`` (``max|a - b|`` where ``b`` is all zero)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    scale = np.max(np.abs(b))
-    diff = np.max(np.abs(a - b)) if a.size else 0.0
-    return float(diff / scale) if scale > 0 else float(diff)

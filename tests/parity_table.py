@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import conftest  # noqa: E402,F401  (x64, full-precision matmuls, 2 threads)
-from conftest import normwise_error  # noqa: E402
+from rhvae.testing import normwise_error  # noqa: E402
 from parity_cases import DECODERS, FORWARD, GRAD_H, GRADIENT, compute  # noqa: E402
 
 worst: dict[tuple[str, str], float] = {}

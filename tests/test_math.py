@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import multivariate_normal
 
 import rhvae
-from conftest import normwise_error
+from rhvae.testing import normwise_error
 from helpers import small_model
 from rhvae.math import leapfrog
 from rhvae.math.hamiltonian import Hamiltonian

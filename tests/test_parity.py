@@ -11,7 +11,8 @@ import functools
 
 import pytest
 
-from conftest import DEVICES, normwise_error, skip_without_gpu
+from conftest import DEVICES, skip_without_gpu
+from rhvae.testing import normwise_error
 from parity_cases import DECODERS, FORWARD, GRAD_H, GRADIENT, compute
 
 BOUNDS = {("float32", "forward"): 1e-5, ("float32", "gradient"): 1e-4,
