@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rhvae_jax import linalg
+
 _ACTIVATIONS: dict[str, Callable] = {
     "relu": jax.nn.relu,
     "tanh": jnp.tanh,
@@ -80,10 +82,17 @@ class JaxBackend:
     def stop_gradient(self, x: jax.Array) -> jax.Array:
         return jax.lax.stop_gradient(x)
 
+    # On CPU, jaxlib's LAPACK kernels can deadlock inside a compiled step (see linalg.py);
+    # elsewhere (cuSolver) they are safe and fast.
+
     def cholesky(self, a: jax.Array) -> jax.Array:
+        if self.device.platform == "cpu":
+            return linalg.cholesky(a)
         return jnp.linalg.cholesky(a)
 
     def solve_triangular(self, a: jax.Array, b: jax.Array, *, lower: bool) -> jax.Array:
+        if self.device.platform == "cpu":
+            return linalg.solve_triangular(a, b, lower=lower)
         return jax.lax.linalg.triangular_solve(a, b, left_side=True, lower=lower)
 
     def logsumexp(self, x: jax.Array, axis: int) -> jax.Array:
