@@ -32,11 +32,13 @@ class ProtocolError(RhvaeError, TypeError):
 
 
 class TrainingDivergedError(RhvaeError, FloatingPointError):
-    """The loss became NaN or infinite during ``fit``; ``state`` is the last state with a finite loss."""
+    """The loss became NaN or infinite during ``fit``; ``state`` is the last state with a finite loss
+    and ``history`` the history up to it (``loss`` includes the finite steps of the failing epoch)."""
 
-    def __init__(self, epoch: int, step: int, loss: float, state: object) -> None:
+    def __init__(self, epoch: int, step: int, loss: float, state: object, history: dict | None = None) -> None:
         super().__init__(
             f"the loss became {loss} at epoch {epoch + 1}, step {step}; the last finite state is "
             f"attached as .state (try a smaller eps or learning_rate, or a larger lam)"
         )
         self.epoch, self.step, self.loss, self.state = epoch, step, loss, state
+        self.history = history if history is not None else {}

@@ -52,7 +52,8 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
             idx = order[b * batch_size:(b + 1) * batch_size]
             new_state, value = model.step(state, x_in[idx], x_o[idx])
             if not math.isfinite(value):
-                raise TrainingDivergedError(epoch, state.step, value, state)
+                history["loss"].extend(losses)
+                raise TrainingDivergedError(epoch, state.step, value, state, history)
             state = new_state
             losses.append(value)
             bar.set_postfix(loss=f"{value:.3f}")
