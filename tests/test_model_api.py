@@ -108,6 +108,7 @@ def test_a_nan_loss_stops_fit_naming_epoch_and_step_and_keeps_the_last_finite_st
     with pytest.raises(TrainingDivergedError, match="epoch 1, step 0") as info:
         model.fit(state, x, epochs=2, batch_size=10, progress=False)
     assert info.value.state is state
+    assert info.value.history["loss"] == []
 
 
 def test_the_same_seed_gives_the_same_run_and_another_seed_does_not():
