@@ -124,6 +124,20 @@ class GradH(Protocol):
     def grad_rho(self, B: Backend, H: Any, z: Array, rho: Array) -> Array: ...
 
 
+@runtime_checkable
+class PreparedGradH(GradH, Protocol):
+    """A :class:`GradH` that computes what depends only on the position once and reuses it.
+
+    ``prepare(B, H, z)`` returns a pytree of arrays for position ``z``; ``grad_z_at`` and
+    ``grad_rho_at`` take it in place of ``z``. The leapfrog prepares each position once, for all
+    the fixed-point iterations at that position and across the boundary between two steps.
+    """
+
+    def prepare(self, B: Backend, H: Any, z: Array) -> Any: ...
+    def grad_z_at(self, B: Backend, H: Any, prepared: Any, rho: Array) -> Array: ...
+    def grad_rho_at(self, B: Backend, H: Any, prepared: Any, rho: Array) -> Array: ...
+
+
 PROTOCOLS: dict[str, type] = {
     "backend": Backend,
     "encoder": Encoder,

@@ -12,7 +12,7 @@ from rhvae.tree import flatten
 
 INPUT, LATENT, HIDDEN, BATCH, N_CENTROIDS = 10, 2, 12, 6, 8
 DECODERS = ("bernoulli_mlp", "gaussian_mlp", "gaussian_logscale_mlp")
-GRAD_H = ("autodiff", "finite")
+GRAD_H = ("autodiff", "finite", "analytic")
 FORWARD = ("encoder.mu", "encoder.log_sigma", "decoder", "metric.diag", "metric.lower",
            "G_inv", "G", "logdet_G", "H", "elbo", "elbo_terms", "loss")
 GRADIENT = ("grad_z", "grad_rho", "substep1", "substep2", "substep3",

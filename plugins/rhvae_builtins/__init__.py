@@ -21,4 +21,6 @@ def rhvae_register(registry):
     add("tempering", "quadratic", f"{_M}.tempering:Quadratic", doc="1/sqrt(beta_k) quadratic in k/K, beta_K = 1")
     add("tempering", "none", f"{_M}.tempering:Constant", doc="constant beta0: no momentum rescaling")
     add("grad_h", "autodiff", f"{_M}.grad_h:Autodiff", doc="torch.func.grad / jax.grad partial derivatives")
+    add("grad_h", "analytic", f"{_M}.grad_h:Analytic",
+        doc="closed form: G^-1 rho, contractions over centroids, one decoder VJP")
     add("grad_h", "finite", f"{_M}.grad_h:FiniteDifference", doc="central finite differences, step cbrt(eps)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from rhvae.interfaces import Array, Backend
+from rhvae.math import gradients
+from rhvae.math.metric import inverse_metric
 
 
 class Autodiff:
@@ -52,3 +54,32 @@ class FiniteDifference:
 
     def grad_rho(self, B: Backend, H, z: Array, rho: Array) -> Array:
         return self._central(B, lambda rr: H(z, rr), rho)
+
+
+class Analytic:
+    """``∇H`` in closed form (:mod:`rhvae.math.gradients`): ``∇ρH = G⁻¹ρ``,
+    ``∇zκ = -(a/T²)[z Σ_i s_i - Σ_i s_i c_i]`` with ``s_i = (ρᵀM_iρ - tr(G M_i)) w_i``, and
+    ``∇zU`` from one decoder VJP plus the prior's ``grad_log_prob``.
+
+    A :class:`rhvae.interfaces.PreparedGradH`: ``∇zU``, the weights, ``G`` and ``G⁻¹`` are
+    computed once per position and reused by every fixed-point iteration there.
+    """
+
+    def __repr__(self) -> str:
+        return "Analytic()"
+
+    def prepare(self, B: Backend, H, z: Array) -> gradients.PositionTerms:
+        return gradients.position_terms(B, H, z)
+
+    def grad_z_at(self, B: Backend, H, prepared: gradients.PositionTerms, rho: Array) -> Array:
+        return gradients.grad_z(B, H, prepared, rho)
+
+    def grad_rho_at(self, B: Backend, H, prepared: gradients.PositionTerms, rho: Array) -> Array:
+        return gradients.grad_rho(B, prepared.G_inv, rho)
+
+    def grad_z(self, B: Backend, H, z: Array, rho: Array) -> Array:
+        return self.grad_z_at(B, H, self.prepare(B, H, z), rho)
+
+    def grad_rho(self, B: Backend, H, z: Array, rho: Array) -> Array:
+        G_inv, _ = inverse_metric(B, z, H.metric_state, H.T, H.lam, H.reduction)
+        return gradients.grad_rho(B, G_inv, rho)

@@ -12,35 +12,67 @@ Tempering after step ``k``: ``ρ ← √(β_{k-1} / β_k) ρ``.
 
 from __future__ import annotations
 
-from rhvae.interfaces import Array, Backend, GradH
+from typing import Any
+
+from rhvae.interfaces import Array, Backend, GradH, PreparedGradH
 from rhvae.math.hamiltonian import Hamiltonian
 
 
+def prepare(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array) -> Any:
+    """What ``grad_h`` reuses at position ``z``: its ``prepare`` output, or ``z`` itself."""
+    return grad_h.prepare(B, H, z) if isinstance(grad_h, PreparedGradH) else z
+
+
+def _grad_z(B: Backend, H: Hamiltonian, grad_h: GradH, at: Any, rho: Array) -> Array:
+    if isinstance(grad_h, PreparedGradH):
+        return grad_h.grad_z_at(B, H, at, rho)
+    return grad_h.grad_z(B, H, at, rho)
+
+
+def _grad_rho(B: Backend, H: Hamiltonian, grad_h: GradH, at: Any, rho: Array) -> Array:
+    if isinstance(grad_h, PreparedGradH):
+        return grad_h.grad_rho_at(B, H, at, rho)
+    return grad_h.grad_rho(B, H, at, rho)
+
+
 def momentum_half_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
-                       eps: float, steps: int) -> Array:
-    """Sub-step 1: ``steps`` iterations of ``ρ' ← ρ - (ε/2) ∇z H(z, ρ')`` from ``ρ' = ρ``."""
-    return B.fori_loop(0, steps, lambda _, r: rho - 0.5 * eps * grad_h.grad_z(B, H, z, r), rho)
+                       eps: float, steps: int, at: Any = None) -> Array:
+    """Sub-step 1: ``steps`` iterations of ``ρ' ← ρ - (ε/2) ∇z H(z, ρ')`` from ``ρ' = ρ``.
+
+    ``at`` is :func:`prepare` of ``z`` when the caller already has it.
+    """
+    at = prepare(B, H, grad_h, z) if at is None else at
+    return B.fori_loop(0, steps, lambda _, r: rho - 0.5 * eps * _grad_z(B, H, grad_h, at, r), rho)
 
 
 def position_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
-                  eps: float, steps: int) -> Array:
+                  eps: float, steps: int, at: Any = None) -> Array:
     """Sub-step 2: ``steps`` iterations of ``z' ← z + (ε/2)[∇ρH(z, ρ) + ∇ρH(z', ρ)]`` from ``z' = z``."""
-    g0 = grad_h.grad_rho(B, H, z, rho)
+    at = prepare(B, H, grad_h, z) if at is None else at
+    g0 = _grad_rho(B, H, grad_h, at, rho)
     return B.fori_loop(0, steps, lambda _, zz: z + 0.5 * eps * (g0 + grad_h.grad_rho(B, H, zz, rho)), z)
 
 
 def momentum_final_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
-                        eps: float) -> Array:
+                        eps: float, at: Any = None) -> Array:
     """Sub-step 3 (explicit): ``ρ'' = ρ' - (ε/2) ∇z H(z', ρ')``."""
-    return rho - 0.5 * eps * grad_h.grad_z(B, H, z, rho)
+    at = prepare(B, H, grad_h, z) if at is None else at
+    return rho - 0.5 * eps * _grad_z(B, H, grad_h, at, rho)
+
+
+def _step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array, at: Any,
+          eps: float, steps: int) -> tuple[Array, Array, Any]:
+    rho_half = momentum_half_step(B, H, grad_h, z, rho, eps, steps, at)
+    z_new = position_step(B, H, grad_h, z, rho_half, eps, steps, at)
+    at_new = prepare(B, H, grad_h, z_new)
+    return z_new, momentum_final_step(B, H, grad_h, z_new, rho_half, eps, at_new), at_new
 
 
 def leapfrog_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
                   eps: float, steps: int) -> tuple[Array, Array]:
     """One generalized leapfrog step ``(z, ρ) -> (z', ρ'')``; volume-preserving and reversible."""
-    rho_half = momentum_half_step(B, H, grad_h, z, rho, eps, steps)
-    z_new = position_step(B, H, grad_h, z, rho_half, eps, steps)
-    return z_new, momentum_final_step(B, H, grad_h, z_new, rho_half, eps)
+    z_new, rho_new, _ = _step(B, H, grad_h, z, rho, prepare(B, H, grad_h, z), eps, steps)
+    return z_new, rho_new
 
 
 def tempered_trajectory(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
@@ -48,9 +80,12 @@ def tempered_trajectory(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho
     """``K = len(momentum_scales)`` leapfrog steps, ``ρ ← s_k ρ`` after step ``k``.
 
     ``momentum_scales[k-1] = √(β_{k-1} / β_k)`` (see :func:`rhvae.math.elbo.momentum_scales`).
+    Each position is prepared once: step ``k+1`` starts from the terms step ``k`` ended with,
+    so ``K`` steps prepare ``K + 1`` positions.
     """
     def body(k, state):
-        zk, rk = leapfrog_step(B, H, grad_h, state[0], state[1], eps, steps)
-        return zk, rk * momentum_scales[k]
+        zk, rk, at = _step(B, H, grad_h, *state, eps, steps)
+        return zk, rk * momentum_scales[k], at
 
-    return B.fori_loop(0, momentum_scales.shape[0], body, (z, rho))
+    z_final, rho_final, _ = B.fori_loop(0, momentum_scales.shape[0], body, (z, rho, prepare(B, H, grad_h, z)))
+    return z_final, rho_final

@@ -1,0 +1,84 @@
+"""Closed-form partial derivatives of the Hamiltonian (DESIGN §2), as contractions.
+
+With ``w_i = exp(-‖z - c_i‖²/T²)``, ``∇z w_i = -2 (z - c_i) w_i / T²`` and ``a`` the reduction
+scale (1 for "sum", 1/N for "mean"):
+
+- ``∇ρ H = G⁻¹(z) ρ``;
+- ``∇z κ = ½ a Σ_i (ρᵀ M_i ρ) ∇z w_i - ½ a Σ_i tr(G M_i) ∇z w_i
+         = -(a/T²) [z Σ_i s_i - Σ_i s_i c_i]``,  ``s_i = (ρᵀM_iρ - tr(G M_i)) w_i``;
+- ``∇z U = -∇z log p(x|z) - ∇z log p(z)``, the likelihood term by one vector-Jacobian
+  product of the decoder, the prior term from ``prior.grad_log_prob`` when it has one.
+
+``ρᵀM_iρ = ⟨ρρᵀ, M_i⟩`` and ``tr(G M_i) = ⟨G, M_i⟩`` (both symmetric) are one
+``(B, d²) × (d², N)`` product each: memory ``O(B N + B d² + N d²)``, never ``(B, N, d, d)``.
+Everything that depends only on the position (``∇z U``, ``w``, ``G``, ``⟨G, M_i⟩``, ``G⁻¹``)
+is computed once per position by :func:`position_terms` and reused for every momentum.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from rhvae.interfaces import Array, Backend
+from rhvae.math.hamiltonian import Hamiltonian
+from rhvae.math.metric import metric_tensor
+
+
+class PositionTerms(NamedTuple):
+    """What ``∇H(z, ·)`` needs at one position ``z (B, d)``."""
+
+    z: Array
+    grad_potential: Array   # ∇z U, (B, d)
+    weights: Array          # w, (B, N)
+    trace_GM: Array         # ⟨G, M_i⟩, (B, N)
+    G_inv: Array            # (B, d, d)
+
+
+def grad_log_prior(B: Backend, H: Hamiltonian, z: Array) -> Array:
+    """``∇z log p(z)``: the prior's ``grad_log_prob`` if it has one, else autodiff of ``Σ_b log p(z_b)``."""
+    closed_form = getattr(H.prior, "grad_log_prob", None)
+    if closed_form is not None:
+        return closed_form(B, z)
+    return B.grad(lambda zz: B.xp.sum(H.prior.log_prob(B, zz)))(z)
+
+
+def grad_potential(B: Backend, H: Hamiltonian, z: Array) -> Array:
+    """``∇z U = -∇z log p(x|z) - ∇z log p(z)``, ``(B, d)``; one decoder VJP."""
+    grad_loglik = B.grad(lambda zz: B.xp.sum(H.log_likelihood(zz)))(z)
+    return -grad_loglik - grad_log_prior(B, H, z)
+
+
+def _flat_M(H: Hamiltonian) -> Array:
+    M = H.metric_state.M
+    return M.reshape(M.shape[0], -1)
+
+
+def _scale(H: Hamiltonian) -> float:
+    return 1.0 / H.metric_state.centroids.shape[0] if H.reduction == "mean" else 1.0
+
+
+def position_terms(B: Backend, H: Hamiltonian, z: Array) -> PositionTerms:
+    """``∇z U``, the weights, ``⟨G, M_i⟩`` and ``G⁻¹`` at ``z``."""
+    metric = H.metric(z)
+    G = metric_tensor(B, metric)
+    trace_GM = B.xp.matmul(G.reshape(G.shape[0], -1), _flat_M(H).mT)
+    return PositionTerms(z, grad_potential(B, H, z), metric.weights, trace_GM, metric.G_inv)
+
+
+def grad_kinetic_z(B: Backend, H: Hamiltonian, terms: PositionTerms, rho: Array) -> Array:
+    """``∇z κ(z, ρ) = -(a/T²) [z Σ_i s_i - Σ_i s_i c_i]``, ``s_i = (⟨ρρᵀ, M_i⟩ - ⟨G, M_i⟩) w_i``."""
+    xp = B.xp
+    outer = (rho[:, :, None] * rho[:, None, :]).reshape(rho.shape[0], -1)
+    s = (xp.matmul(outer, _flat_M(H).mT) - terms.trace_GM) * terms.weights
+    total = xp.sum(s, axis=-1, keepdims=True)
+    return -(_scale(H) / (H.T * H.T)) * (terms.z * total - xp.matmul(s, H.metric_state.centroids))
+
+
+def grad_z(B: Backend, H: Hamiltonian, terms: PositionTerms, rho: Array) -> Array:
+    """``∇z H(z, ρ) = ∇z U(z) + ∇z κ(z, ρ)``."""
+    return terms.grad_potential + grad_kinetic_z(B, H, terms, rho)
+
+
+def grad_rho(B: Backend, G_inv: Array, rho: Array) -> Array:
+    """``∇ρ H(z, ρ) = G⁻¹(z) ρ``."""
+    return B.xp.einsum("bij,bj->bi", G_inv, rho)
