@@ -1,9 +1,77 @@
-"""Benchmark settings: 2 threads, like the reference workload of DESIGN §6."""
+"""Benchmark settings (torch on 2 threads like XLA on this 2-core machine, DESIGN §6) and the summary table printed after the run.
 
-import os
+Each benchmark records ``(group, label, samples per call, median seconds, compile seconds)``;
+the summary prints throughput, the torch/jax ratio, the multiple of pythae's throughput, the
+fraction of the compute floor for training steps, and the fitted scaling exponents.
+"""
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=2")
+from __future__ import annotations
 
-import torch  # noqa: E402
+import math
+
+import numpy as np
+import pytest
+import torch
 
 torch.set_num_threads(2)
+
+_RESULTS: list[dict] = []
+
+
+@pytest.fixture
+def record(benchmark):
+    """``record(group, label, samples, compile_seconds)`` after ``benchmark(...)`` has run."""
+    def _record(group: str, label: str, samples: int, compile_seconds: float = float("nan"), **extra) -> None:
+        benchmark.extra_info["compile_seconds"] = compile_seconds
+        if benchmark.stats is None:  # --benchmark-disable
+            return
+        median = benchmark.stats.stats.median
+        benchmark.extra_info["samples_per_s"] = samples / median
+        _RESULTS.append(dict(group=group, label=label, samples=samples, seconds=median,
+                             compile=compile_seconds, **extra))
+    return _record
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+
+
+def _exponent(xs: list[float], ts: list[float]) -> float:
+    return float(np.polyfit(np.log(xs), np.log(ts), 1)[0])
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not _RESULTS:
+        return
+    from workload import FLOP_PER_SAMPLE, matmul_gflops
+
+    gflops = matmul_gflops()
+    write = terminalreporter.write_line
+    terminalreporter.section(f"rhvae benchmark summary (matmul {gflops:.0f} GFLOP/s, float32, 2 threads)")
+    by_key = {(r["group"], r["label"]): r for r in _RESULTS}
+    rows = [["group", "method", "torch /s", "jax /s", "torch/jax", "pythae /s", "torch÷pythae", "jax÷pythae",
+             "floor % torch/jax", "compile s torch/jax"]]
+    groups = sorted({r["group"] for r in _RESULTS if not r["group"].startswith("scaling")})
+    for group in groups:
+        pythae = by_key.get((group, "pythae"))
+        p_rate = pythae["samples"] / pythae["seconds"] if pythae else math.nan
+        methods = sorted({r["label"].split(":")[1] for r in _RESULTS if r["group"] == group and ":" in r["label"]})
+        for method in methods:
+            t, j = by_key.get((group, f"torch:{method}")), by_key.get((group, f"jax:{method}"))
+            rate = {k: (v["samples"] / v["seconds"] if v else math.nan) for k, v in (("t", t), ("j", j))}
+            floor = [100 * FLOP_PER_SAMPLE / (gflops * 1e9) * rate[k] for k in ("t", "j")]
+            rows.append([group, method, f"{rate['t']:.0f}", f"{rate['j']:.0f}", f"{rate['t'] / rate['j']:.2f}",
+                         f"{p_rate:.0f}", f"{rate['t'] / p_rate:.2f}", f"{rate['j'] / p_rate:.2f}",
+                         f"{floor[0]:.0f}/{floor[1]:.0f}" if group == "train" else "",
+                         f"{(t or {}).get('compile', math.nan):.1f}/{(j or {}).get('compile', math.nan):.1f}"])
+    for line in _table(rows):
+        write(line)
+    for axis in ("N", "K"):
+        for backend in ("torch", "jax"):
+            pts = sorted((r[axis], r["seconds"]) for r in _RESULTS
+                         if r["group"] == f"scaling-{axis}" and r["label"].startswith(backend))
+            if len(pts) >= 2:
+                xs, ts = zip(*pts)
+                write(f"scaling in {axis} ({backend}, analytic): time ∝ {axis}^{_exponent(xs, ts):.2f} over "
+                      f"{axis} = {', '.join(str(x) for x in xs)}; seconds {', '.join(f'{t:.4f}' for t in ts)}")

@@ -55,7 +55,9 @@ class RHVAEConfig:
     ``beta0 ∈ (0, 1]``; metric temperature ``T`` and regulariser ``lam``; ``reduction`` of the
     centroid sum (``"sum"``: paper, pythae; ``"mean"``: AutoEncoderToolkit.jl); ELBO prefactors
     ``logp_prefactor`` for (log p(x|z_K), log N(ρ_K|z_K), log p(z_K)) and ``logq_prefactor`` for
-    (log q(z0|x), the ρ0 term, the β0 term).
+    (log q(z0|x), the ρ0 term, the β0 term). ``truncate_gradients`` stops the parameter
+    gradient through the ``∇H`` values of leapfrog sub-steps 1 and 2, as pythae 0.1.2 does
+    (less work per step, a different gradient); the default follows the full gradient.
     """
 
     input_dim: int
@@ -72,6 +74,7 @@ class RHVAEConfig:
     logq_prefactor: tuple[float, float, float] = (1.0, 1.0, 1.0)
     learning_rate: float = 1e-3
     dtype: str = "float32"
+    truncate_gradients: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -88,6 +91,8 @@ class RHVAEConfig:
         set_(self, "beta0", beta0)
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}; got {self.reduction!r}")
+        if not isinstance(self.truncate_gradients, bool):
+            raise TypeError(f"truncate_gradients must be a bool; got {type(self.truncate_gradients).__name__}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}; got {self.dtype!r}")
         set_(self, "logp_prefactor", _prefactor("logp_prefactor", self.logp_prefactor))

@@ -104,6 +104,7 @@ class RHVAE:
             log_beta_ratio=float(math.log(self.betas[0] / self.betas[-1])),
             T=c.T, lam=c.lam, reduction=c.reduction,
             logp_prefactor=c.logp_prefactor, logq_prefactor=c.logq_prefactor,
+            truncate_gradients=c.truncate_gradients,
         )
         self.optimizer = Adam(lr=c.learning_rate)
         self._compiled: dict[str, Callable] = {}
@@ -218,7 +219,7 @@ class RHVAE:
             B.stop_gradient(a) for a in elbo_math.metric_from_data(B, parts, p, xb)))
         chunks = [fn(state.params, data[i:i + batch_size]) for i in range(0, data.shape[0], batch_size)]
         xp = B.xp
-        metric = MetricState(*(xp.concatenate([ch[j] for ch in chunks], axis=0) for j in range(2)))
+        metric = MetricState(*(xp.concatenate(parts_j, axis=0) for parts_j in zip(*chunks)))
         return state.replace(metric=metric)
 
     # ------------------------------------------------------------------ training
@@ -305,12 +306,16 @@ class RHVAE:
         """The held-out ELBO ``mean_b(log p̄ - log q̄)`` under the frozen metric, in batches."""
         x_in, x_o = self._pair(x, x_out)
         noise = self._noise(x_in.shape[0], noise, (seed, _EVAL_STREAM))
+        n = x_in.shape[0]
+        size = min(batch_size, n)
         total = 0.0
-        for i in range(0, x_in.shape[0], batch_size):
-            sl = slice(i, i + batch_size)
-            terms = self.elbo_terms(state, x_in[sl], x_o[sl], noise=Noise(noise.eps[sl], noise.xi[sl]))
-            total += float(np.sum(terms.elbo, dtype=np.float64))
-        return total / x_in.shape[0]
+        for i in range(0, n, size):
+            # Pad the last chunk to the others' size (its rows are dropped), so one compiled
+            # function serves every chunk.
+            idx = np.minimum(np.arange(i, i + size), n - 1)
+            terms = self.elbo_terms(state, x_in[idx], x_o[idx], noise=Noise(noise.eps[idx], noise.xi[idx]))
+            total += float(np.sum(terms.elbo[: min(size, n - i)], dtype=np.float64))
+        return total / n
 
     def encode(self, state: TrainState, x: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(μ, log σ)`` of ``q(z | x)``, each ``(B, d)``."""

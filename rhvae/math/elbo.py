@@ -45,6 +45,7 @@ class Flow(NamedTuple):
     reduction: str
     logp_prefactor: tuple[float, float, float]
     logq_prefactor: tuple[float, float, float]
+    truncate_gradients: bool = False
 
 
 def momentum_scales(betas: np.ndarray) -> np.ndarray:
@@ -98,7 +99,8 @@ def elbo_terms(B: Backend, parts: Components, flow: Flow, params: Params, metric
     gamma = sample_momentum(B, metric0, xi_noise)
     rho0 = gamma / math.sqrt(flow.beta0)
     scales = B.constant(flow.momentum_scales, z0.dtype)
-    zK, rhoK = tempered_trajectory(B, H, parts.grad_h, z0, rho0, flow.eps, flow.steps, scales)
+    zK, rhoK = tempered_trajectory(B, H, parts.grad_h, z0, rho0, flow.eps, flow.steps, scales,
+                                    flow.truncate_gradients)
 
     d = z0.shape[-1]
     log_px = H.log_likelihood(zK)

@@ -9,8 +9,9 @@ scale (1 for "sum", 1/N for "mean"):
 - ``∇z U = -∇z log p(x|z) - ∇z log p(z)``, the likelihood term by one vector-Jacobian
   product of the decoder, the prior term from ``prior.grad_log_prob`` when it has one.
 
-``ρᵀM_iρ = ⟨ρρᵀ, M_i⟩`` and ``tr(G M_i) = ⟨G, M_i⟩`` (both symmetric) are one
-``(B, d²) × (d², N)`` product each: memory ``O(B N + B d² + N d²)``, never ``(B, N, d, d)``.
+``ρᵀM_iρ = ⟨ρρᵀ, M_i⟩`` and ``tr(G M_i) = ⟨G, M_i⟩`` (all symmetric) are one
+``(B, P) × (P, N)`` product each over packed upper triangles, ``P = d(d+1)/2``: memory
+``O(B N + B d² + N d²)``, never ``(B, N, d, d)``.
 Everything that depends only on the position (``∇z U``, ``w``, ``G``, ``⟨G, M_i⟩``, ``G⁻¹``)
 is computed once per position by :func:`position_terms` and reused for every momentum.
 """
@@ -21,7 +22,7 @@ from typing import NamedTuple
 
 from rhvae.interfaces import Array, Backend
 from rhvae.math.hamiltonian import Hamiltonian
-from rhvae.math.metric import metric_tensor
+from rhvae.math.metric import metric_tensor, packed_matrices, symmetric_inner
 
 
 class PositionTerms(NamedTuple):
@@ -48,9 +49,8 @@ def grad_potential(B: Backend, H: Hamiltonian, z: Array) -> Array:
     return -grad_loglik - grad_log_prior(B, H, z)
 
 
-def _flat_M(H: Hamiltonian) -> Array:
-    M = H.metric_state.M
-    return M.reshape(M.shape[0], -1)
+def _packed_M(B: Backend, H: Hamiltonian) -> Array:
+    return packed_matrices(B, H.metric_state)
 
 
 def _scale(H: Hamiltonian) -> float:
@@ -60,16 +60,14 @@ def _scale(H: Hamiltonian) -> float:
 def position_terms(B: Backend, H: Hamiltonian, z: Array) -> PositionTerms:
     """``∇z U``, the weights, ``⟨G, M_i⟩`` and ``G⁻¹`` at ``z``."""
     metric = H.metric(z)
-    G = metric_tensor(B, metric)
-    trace_GM = B.xp.matmul(G.reshape(G.shape[0], -1), _flat_M(H).mT)
+    trace_GM = symmetric_inner(B, metric_tensor(B, metric), _packed_M(B, H))
     return PositionTerms(z, grad_potential(B, H, z), metric.weights, trace_GM, metric.G_inv)
 
 
 def grad_kinetic_z(B: Backend, H: Hamiltonian, terms: PositionTerms, rho: Array) -> Array:
     """``∇z κ(z, ρ) = -(a/T²) [z Σ_i s_i - Σ_i s_i c_i]``, ``s_i = (⟨ρρᵀ, M_i⟩ - ⟨G, M_i⟩) w_i``."""
     xp = B.xp
-    outer = (rho[:, :, None] * rho[:, None, :]).reshape(rho.shape[0], -1)
-    s = (xp.matmul(outer, _flat_M(H).mT) - terms.trace_GM) * terms.weights
+    s = (symmetric_inner(B, rho[:, :, None] * rho[:, None, :], _packed_M(B, H)) - terms.trace_GM) * terms.weights
     total = xp.sum(s, axis=-1, keepdims=True)
     return -(_scale(H) / (H.T * H.T)) * (terms.z * total - xp.matmul(s, H.metric_state.centroids))
 

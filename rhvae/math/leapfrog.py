@@ -35,22 +35,29 @@ def _grad_rho(B: Backend, H: Hamiltonian, grad_h: GradH, at: Any, rho: Array) ->
     return grad_h.grad_rho(B, H, at, rho)
 
 
+def _maybe_stop(B: Backend, g: Array, truncate: bool) -> Array:
+    return B.stop_gradient(g) if truncate else g
+
+
 def momentum_half_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
-                       eps: float, steps: int, at: Any = None) -> Array:
+                       eps: float, steps: int, at: Any = None, truncate: bool = False) -> Array:
     """Sub-step 1: ``steps`` iterations of ``ρ' ← ρ - (ε/2) ∇z H(z, ρ')`` from ``ρ' = ρ``.
 
-    ``at`` is :func:`prepare` of ``z`` when the caller already has it.
+    ``at`` is :func:`prepare` of ``z`` when the caller already has it. ``truncate`` treats the
+    ``∇H`` values as constants for the parameter gradient, as pythae does in sub-steps 1 and 2.
     """
     at = prepare(B, H, grad_h, z) if at is None else at
-    return B.fori_loop(0, steps, lambda _, r: rho - 0.5 * eps * _grad_z(B, H, grad_h, at, r), rho)
+    return B.fori_loop(0, steps, lambda _, r: rho - 0.5 * eps * _maybe_stop(B, _grad_z(B, H, grad_h, at, r), truncate),
+                       rho)
 
 
 def position_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
-                  eps: float, steps: int, at: Any = None) -> Array:
+                  eps: float, steps: int, at: Any = None, truncate: bool = False) -> Array:
     """Sub-step 2: ``steps`` iterations of ``z' ← z + (ε/2)[∇ρH(z, ρ) + ∇ρH(z', ρ)]`` from ``z' = z``."""
     at = prepare(B, H, grad_h, z) if at is None else at
-    g0 = _grad_rho(B, H, grad_h, at, rho)
-    return B.fori_loop(0, steps, lambda _, zz: z + 0.5 * eps * (g0 + grad_h.grad_rho(B, H, zz, rho)), z)
+    g0 = _maybe_stop(B, _grad_rho(B, H, grad_h, at, rho), truncate)
+    return B.fori_loop(
+        0, steps, lambda _, zz: z + 0.5 * eps * (g0 + _maybe_stop(B, grad_h.grad_rho(B, H, zz, rho), truncate)), z)
 
 
 def momentum_final_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
@@ -61,9 +68,9 @@ def momentum_final_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho
 
 
 def _step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array, at: Any,
-          eps: float, steps: int) -> tuple[Array, Array, Any]:
-    rho_half = momentum_half_step(B, H, grad_h, z, rho, eps, steps, at)
-    z_new = position_step(B, H, grad_h, z, rho_half, eps, steps, at)
+          eps: float, steps: int, truncate: bool = False) -> tuple[Array, Array, Any]:
+    rho_half = momentum_half_step(B, H, grad_h, z, rho, eps, steps, at, truncate)
+    z_new = position_step(B, H, grad_h, z, rho_half, eps, steps, at, truncate)
     at_new = prepare(B, H, grad_h, z_new)
     return z_new, momentum_final_step(B, H, grad_h, z_new, rho_half, eps, at_new), at_new
 
@@ -76,15 +83,16 @@ def leapfrog_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Arra
 
 
 def tempered_trajectory(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
-                        eps: float, steps: int, momentum_scales: Array) -> tuple[Array, Array]:
+                        eps: float, steps: int, momentum_scales: Array,
+                        truncate: bool = False) -> tuple[Array, Array]:
     """``K = len(momentum_scales)`` leapfrog steps, ``ρ ← s_k ρ`` after step ``k``.
 
     ``momentum_scales[k-1] = √(β_{k-1} / β_k)`` (see :func:`rhvae.math.elbo.momentum_scales`).
     Each position is prepared once: step ``k+1`` starts from the terms step ``k`` ended with,
-    so ``K`` steps prepare ``K + 1`` positions.
+    so ``K`` steps prepare ``K + 1`` positions. ``truncate``: see :func:`momentum_half_step`.
     """
     def body(k, state):
-        zk, rk, at = _step(B, H, grad_h, *state, eps, steps)
+        zk, rk, at = _step(B, H, grad_h, *state, eps, steps, truncate)
         return zk, rk * momentum_scales[k], at
 
     z_final, rho_final, _ = B.fori_loop(0, momentum_scales.shape[0], body, (z, rho, prepare(B, H, grad_h, z)))

@@ -18,10 +18,16 @@ REDUCTIONS = ("sum", "mean")
 
 
 class MetricState(NamedTuple):
-    """Centroids ``c (N, d)`` and matrices ``M (N, d, d)`` that define ``G⁻¹``."""
+    """Centroids ``c (N, d)`` and matrices ``M (N, d, d)`` that define ``G⁻¹``.
+
+    ``M_packed (N, d(d+1)/2)``: the upper triangles of the ``M_i`` (:func:`pack_symmetric`),
+    the operand of every contraction over centroids; :func:`metric_state` fills it once, and
+    :func:`packed_matrices` packs on the fly when it is ``None``.
+    """
 
     centroids: Array
     M: Array
+    M_packed: Array | None = None
 
 
 class LocalMetric(NamedTuple):
@@ -62,29 +68,79 @@ def lower_triangular(B: Backend, diag: Array, lower: Array) -> Array:
     return values[..., B.constant(_tril_gather_index(d), None)]
 
 
+def _packed_index(d: int) -> np.ndarray:
+    """Flat indices ``i d + j`` of the upper triangle ``i <= j`` of a ``d × d`` matrix, row-major."""
+    rows, cols = np.triu_indices(d)
+    return (rows * d + cols).astype(np.int32)
+
+
+def _unpack_index(d: int) -> np.ndarray:
+    """``(d, d)`` map from a symmetric matrix's entries to their position in the packed vector."""
+    position = np.empty((d, d), dtype=np.int32)
+    rows, cols = np.triu_indices(d)
+    position[rows, cols] = position[cols, rows] = np.arange(rows.size)
+    return position
+
+
+def pack_symmetric(B: Backend, A: Array) -> Array:
+    """The ``d(d+1)/2`` upper-triangle entries of symmetric ``A (..., d, d)``."""
+    d = A.shape[-1]
+    return A.reshape(A.shape[:-2] + (d * d,))[..., B.constant(_packed_index(d), None)]
+
+
+def unpack_symmetric(B: Backend, packed: Array, d: int) -> Array:
+    """Inverse of :func:`pack_symmetric`: ``(..., d(d+1)/2) -> (..., d, d)``."""
+    return packed[..., B.constant(_unpack_index(d), None)]
+
+
+def symmetric_inner(B: Backend, A: Array, packed_M: Array) -> Array:
+    """``⟨A_b, M_n⟩ = Σ_ij A_b,ij M_n,ij`` for symmetric ``A (B, d, d)`` and packed ``M (N, P)``: ``(B, N)``.
+
+    Off-diagonal pairs count twice, so one ``(B, P) × (P, N)`` product does it with
+    ``P = d(d+1)/2`` instead of ``d²`` columns.
+    """
+    d = A.shape[-1]
+    rows, cols = np.triu_indices(d)
+    twice = B.constant(np.where(rows == cols, 1.0, 2.0), A.dtype)
+    return B.xp.matmul(pack_symmetric(B, A) * twice, packed_M.mT)
+
+
 def metric_state(B: Backend, centroids: Array, L: Array) -> MetricState:
-    """``MetricState(c, M = L Lᵀ)``; ``c (N, d)``, ``L (N, d, d)``."""
-    return MetricState(centroids, B.xp.matmul(L, L.mT))
+    """``MetricState(c, M = L Lᵀ, packed M)``; ``c (N, d)``, ``L (N, d, d)``."""
+    M = B.xp.matmul(L, L.mT)
+    return MetricState(centroids, M, pack_symmetric(B, M))
+
+
+def packed_matrices(B: Backend, state: MetricState) -> Array:
+    """``state.M_packed``, or the packed ``M`` computed now when the state has none."""
+    return state.M_packed if state.M_packed is not None else pack_symmetric(B, state.M)
 
 
 def centroid_weights(B: Backend, z: Array, centroids: Array, T: float) -> Array:
-    """``w_bi = exp(-‖z_b - c_i‖² / T²)``; ``(B, d), (N, d) -> (B, N)``."""
+    """``w_bi = exp(-‖z_b - c_i‖² / T²)``; ``(B, d), (N, d) -> (B, N)``.
+
+    ``‖z - c‖² = ‖z‖² + ‖c‖² - 2 z·c`` is one ``(B, d) × (d, N)`` product instead of a
+    ``(B, N, d)`` difference tensor (the exponent is clamped at 0 against round-off).
+    """
     xp = B.xp
-    diff = z[:, None, :] - centroids[None, :, :]
-    return xp.exp(-xp.sum(diff * diff, axis=-1) / (T * T))
+    inv_t2 = 1.0 / (T * T)
+    log_w = (xp.matmul(z * (2.0 * inv_t2), centroids.mT) - inv_t2 * xp.sum(z * z, axis=-1)[:, None]
+             - inv_t2 * xp.sum(centroids * centroids, axis=-1)[None, :])
+    return xp.exp(xp.clip(log_w, None, 0.0))
 
 
 def inverse_metric(B: Backend, z: Array, state: MetricState, T: float, lam: float,
                    reduction: str = "sum") -> tuple[Array, Array]:
     """``G⁻¹(z) = a Σ_i M_i w_i(z) + λ I``; ``z (B, d) -> (G_inv (B, d, d), w (B, N))``.
 
-    The sum is the contraction ``einsum('bn,nij->bij', w, M)``: memory ``O(B N + N d²)``.
+    The sum is one ``(B, N) × (N, d(d+1)/2)`` product over the packed upper triangles of the
+    symmetric ``M_i``, then unpacked: memory ``O(B N + N d²)``, never ``(B, N, d, d)``.
     """
-    xp = B.xp
     w = centroid_weights(B, z, state.centroids, T)
     scale = 1.0 / state.centroids.shape[0] if reduction == "mean" else 1.0
-    eye = B.constant(np.eye(z.shape[-1]), z.dtype)
-    return scale * xp.einsum("bn,nij->bij", w, state.M) + lam * eye, w
+    d = z.shape[-1]
+    packed = B.xp.matmul(w, packed_matrices(B, state))
+    return scale * unpack_symmetric(B, packed, d) + lam * B.constant(np.eye(d), z.dtype), w
 
 
 def local_metric(B: Backend, z: Array, state: MetricState, T: float, lam: float,
