@@ -75,7 +75,7 @@ class Analytic:
         return gradients.grad_z(B, H, prepared, rho)
 
     def grad_rho_at(self, B: Backend, H, prepared: gradients.PositionTerms, rho: Array) -> Array:
-        return gradients.grad_rho(B, prepared.G_inv, rho)
+        return gradients.grad_rho(B, prepared.metric.G_inv, rho)
 
     def grad_z(self, B: Backend, H, z: Array, rho: Array) -> Array:
         return self.grad_z_at(B, H, self.prepare(B, H, z), rho)

@@ -18,7 +18,7 @@ import numpy as np
 
 from rhvae.interfaces import Array, Backend, Decoder, Encoder, GradH, LogPrior, MetricNet, Params
 from rhvae.math.hamiltonian import Hamiltonian
-from rhvae.math.leapfrog import tempered_trajectory
+from rhvae.math.leapfrog import prepare, tempered_trajectory
 from rhvae.math.metric import MetricState, lower_triangular, metric_state, momentum_log_prob, sample_momentum
 
 
@@ -83,6 +83,12 @@ class ElboTerms(NamedTuple):
     rhoK: Array
 
 
+def _reuse(prepared, name: str, compute):
+    """``prepared.<name>`` when the ∇H method's position terms carry it, else ``compute()``."""
+    value = getattr(prepared, name, None)
+    return compute() if value is None else value
+
+
 def elbo_terms(B: Backend, parts: Components, flow: Flow, params: Params, metric: MetricState,
                x_in: Array, x_out: Array, eps_noise: Array, xi_noise: Array) -> ElboTerms:
     """Run encoder, initial momentum and tempered flow; return every ELBO term per sample.
@@ -95,16 +101,17 @@ def elbo_terms(B: Backend, parts: Components, flow: Flow, params: Params, metric
     z0 = mu + xp.exp(log_sigma) * eps_noise
     H = Hamiltonian(B, x_out, parts.decoder, params["decoder"], parts.prior, metric,
                     flow.T, flow.lam, flow.reduction)
-    metric0 = H.metric(z0)
+    at0 = prepare(B, H, parts.grad_h, z0)
+    metric0 = _reuse(at0, "metric", lambda: H.metric(z0))
     gamma = sample_momentum(B, metric0, xi_noise)
     rho0 = gamma / math.sqrt(flow.beta0)
     scales = B.constant(flow.momentum_scales, z0.dtype)
-    zK, rhoK = tempered_trajectory(B, H, parts.grad_h, z0, rho0, flow.eps, flow.steps, scales,
-                                    flow.truncate_gradients)
+    zK, rhoK, atK = tempered_trajectory(B, H, parts.grad_h, z0, rho0, flow.eps, flow.steps, scales,
+                                        flow.truncate_gradients, at0)
 
     d = z0.shape[-1]
-    log_px = H.log_likelihood(zK)
-    log_p_rho = momentum_log_prob(B, H.metric(zK), rhoK)
+    log_px = _reuse(atK, "log_likelihood", lambda: H.log_likelihood(zK))
+    log_p_rho = momentum_log_prob(B, _reuse(atK, "metric", lambda: H.metric(zK)), rhoK)
     log_pz = parts.prior.log_prob(B, zK)
     log_qz = encoder_log_prob(B, z0, mu, log_sigma)
     log_q_rho = momentum_log_prob(B, metric0, gamma) + 0.5 * d * math.log(flow.beta0)

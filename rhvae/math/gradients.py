@@ -22,17 +22,18 @@ from typing import NamedTuple
 
 from rhvae.interfaces import Array, Backend
 from rhvae.math.hamiltonian import Hamiltonian
-from rhvae.math.metric import metric_tensor, packed_matrices, symmetric_inner
+from rhvae.math.metric import LocalMetric, metric_tensor, packed_matrices, symmetric_inner
 
 
 class PositionTerms(NamedTuple):
-    """What ``∇H(z, ·)`` needs at one position ``z (B, d)``."""
+    """What ``∇H(z, ·)`` needs at one position ``z (B, d)``; the ELBO reuses ``metric`` and
+    ``log_likelihood`` at the flow's endpoints."""
 
     z: Array
     grad_potential: Array   # ∇z U, (B, d)
-    weights: Array          # w, (B, N)
     trace_GM: Array         # ⟨G, M_i⟩, (B, N)
-    G_inv: Array            # (B, d, d)
+    metric: LocalMetric     # G⁻¹, its Cholesky factor, log det G, the weights w
+    log_likelihood: Array   # log p(x | z), (B,)
 
 
 def grad_log_prior(B: Backend, H: Hamiltonian, z: Array) -> Array:
@@ -43,10 +44,14 @@ def grad_log_prior(B: Backend, H: Hamiltonian, z: Array) -> Array:
     return B.grad(lambda zz: B.xp.sum(H.prior.log_prob(B, zz)))(z)
 
 
-def grad_potential(B: Backend, H: Hamiltonian, z: Array) -> Array:
-    """``∇z U = -∇z log p(x|z) - ∇z log p(z)``, ``(B, d)``; one decoder VJP."""
-    grad_loglik = B.grad(lambda zz: B.xp.sum(H.log_likelihood(zz)))(z)
-    return -grad_loglik - grad_log_prior(B, H, z)
+def grad_potential(B: Backend, H: Hamiltonian, z: Array) -> tuple[Array, Array]:
+    """``(∇z U, log p(x|z))`` with ``∇z U = -∇z log p(x|z) - ∇z log p(z)``; one decoder VJP."""
+    def log_likelihood(zz):
+        per_sample = H.log_likelihood(zz)
+        return B.xp.sum(per_sample), per_sample
+
+    (_, per_sample), grad_loglik = B.value_and_grad(log_likelihood, has_aux=True)(z)
+    return -grad_loglik - grad_log_prior(B, H, z), per_sample
 
 
 def _packed_M(B: Backend, H: Hamiltonian) -> Array:
@@ -58,16 +63,17 @@ def _scale(H: Hamiltonian) -> float:
 
 
 def position_terms(B: Backend, H: Hamiltonian, z: Array) -> PositionTerms:
-    """``∇z U``, the weights, ``⟨G, M_i⟩`` and ``G⁻¹`` at ``z``."""
+    """``∇z U``, ``⟨G, M_i⟩``, the local metric and ``log p(x|z)`` at ``z``."""
     metric = H.metric(z)
     trace_GM = symmetric_inner(B, metric_tensor(B, metric), _packed_M(B, H))
-    return PositionTerms(z, grad_potential(B, H, z), metric.weights, trace_GM, metric.G_inv)
+    grad_u, log_likelihood = grad_potential(B, H, z)
+    return PositionTerms(z, grad_u, trace_GM, metric, log_likelihood)
 
 
 def grad_kinetic_z(B: Backend, H: Hamiltonian, terms: PositionTerms, rho: Array) -> Array:
     """``∇z κ(z, ρ) = -(a/T²) [z Σ_i s_i - Σ_i s_i c_i]``, ``s_i = (⟨ρρᵀ, M_i⟩ - ⟨G, M_i⟩) w_i``."""
     xp = B.xp
-    s = (symmetric_inner(B, rho[:, :, None] * rho[:, None, :], _packed_M(B, H)) - terms.trace_GM) * terms.weights
+    s = (symmetric_inner(B, rho[:, :, None] * rho[:, None, :], _packed_M(B, H)) - terms.trace_GM) * terms.metric.weights
     total = xp.sum(s, axis=-1, keepdims=True)
     return -(_scale(H) / (H.T * H.T)) * (terms.z * total - xp.matmul(s, H.metric_state.centroids))
 

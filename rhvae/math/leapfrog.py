@@ -84,16 +84,18 @@ def leapfrog_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Arra
 
 def tempered_trajectory(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
                         eps: float, steps: int, momentum_scales: Array,
-                        truncate: bool = False) -> tuple[Array, Array]:
+                        truncate: bool = False, at: Any = None) -> tuple[Array, Array, Any]:
     """``K = len(momentum_scales)`` leapfrog steps, ``ρ ← s_k ρ`` after step ``k``.
 
     ``momentum_scales[k-1] = √(β_{k-1} / β_k)`` (see :func:`rhvae.math.elbo.momentum_scales`).
     Each position is prepared once: step ``k+1`` starts from the terms step ``k`` ended with,
     so ``K`` steps prepare ``K + 1`` positions. ``truncate``: see :func:`momentum_half_step`.
+    ``at`` is :func:`prepare` of ``z`` when the caller has it; the third output is that of the
+    final position.
     """
     def body(k, state):
         zk, rk, at = _step(B, H, grad_h, *state, eps, steps, truncate)
         return zk, rk * momentum_scales[k], at
 
-    z_final, rho_final, _ = B.fori_loop(0, momentum_scales.shape[0], body, (z, rho, prepare(B, H, grad_h, z)))
-    return z_final, rho_final
+    at = prepare(B, H, grad_h, z) if at is None else at
+    return B.fori_loop(0, momentum_scales.shape[0], body, (z, rho, at))
