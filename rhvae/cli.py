@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=5)
     train.add_argument("--batch-size", type=int, default=100)
     train.add_argument("--hidden", type=int, default=256, help="width of each network's hidden layer")
-    train.add_argument("--grad-h", default="autodiff", help="registered ∇H method")
+    train.add_argument("--grad-h", default="analytic", help="registered ∇H method (default analytic)")
     train.add_argument("--decoder", default="bernoulli_mlp")
     train.add_argument("--prior", default="spherical")
     train.add_argument("--tempering", default="quadratic")

@@ -72,7 +72,7 @@ class RHVAE:
         metric: Any = "mlp",
         position_prior: Any = "spherical",
         tempering: Any = "quadratic",
-        grad_h: Any = "autodiff",
+        grad_h: Any = "analytic",
         device: str = "cpu",
         registry: Registry | None = None,
         **hyper: Any,
@@ -245,7 +245,7 @@ class RHVAE:
 
     def _batch_arrays(self, state: TrainState, x_in: np.ndarray, x_out: np.ndarray, noise: Noise):
         xi, xo = self._array(x_in), self._array(x_out)
-        centroid_x = xi if state.centroid_data is None else state.centroid_data
+        centroid_x = state.centroid_data  # None in "batch" mode: the batch is its own centroid set
         return centroid_x, xi, xo, self._array(noise.eps), self._array(noise.xi)
 
     def step(self, state: TrainState, x: Any, x_out: Any | None = None, *,

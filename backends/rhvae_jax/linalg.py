@@ -39,7 +39,7 @@ def cholesky(a: jax.Array) -> jax.Array:
         col = jnp.where(idx > j, v / pivot, jnp.where(idx == j, pivot, 0.0))
         return L + col[..., :, None] * (idx == j).astype(a.dtype)
 
-    return lax.fori_loop(0, d, column, jnp.zeros_like(a))
+    return lax.fori_loop(0, d, column, jnp.zeros_like(a), unroll=True)
 
 
 def solve_triangular(t: jax.Array, b: jax.Array, *, lower: bool) -> jax.Array:
@@ -59,4 +59,4 @@ def solve_triangular(t: jax.Array, b: jax.Array, *, lower: bool) -> jax.Array:
         return x + (idx == i).astype(b.dtype)[:, None] * x_i[..., None, :]
 
     shape = jnp.broadcast_shapes(t.shape[:-2], b.shape[:-2]) + b.shape[-2:]
-    return lax.fori_loop(0, d, row, jnp.zeros(shape, b.dtype))
+    return lax.fori_loop(0, d, row, jnp.zeros(shape, b.dtype), unroll=True)

@@ -61,9 +61,14 @@ def encoder_log_prob(B: Backend, z: Array, mu: Array, log_sigma: Array) -> Array
     return -0.5 * xp.sum(u * u, axis=-1) - xp.sum(log_sigma, axis=-1) - 0.5 * d * math.log(2 * math.pi)
 
 
-def metric_from_data(B: Backend, parts: Components, params: Params, x: Array) -> MetricState:
-    """Centroids ``c_i = μ(x_i)`` and ``M_i = L(x_i) L(x_i)ᵀ`` for centroid data ``x (N, D)``."""
-    mu, _ = parts.encoder(B, params["encoder"], x)
+def metric_from_data(B: Backend, parts: Components, params: Params, x: Array,
+                     mu: Array | None = None) -> MetricState:
+    """Centroids ``c_i = μ(x_i)`` and ``M_i = L(x_i) L(x_i)ᵀ`` for centroid data ``x (N, D)``.
+
+    ``mu``: the encoder means of ``x`` when the caller has them already.
+    """
+    if mu is None:
+        mu, _ = parts.encoder(B, params["encoder"], x)
     diag, lower = parts.metric(B, params["metric"], x)
     return metric_state(B, mu, lower_triangular(B, diag, lower))
 
@@ -90,14 +95,16 @@ def _reuse(prepared, name: str, compute):
 
 
 def elbo_terms(B: Backend, parts: Components, flow: Flow, params: Params, metric: MetricState,
-               x_in: Array, x_out: Array, eps_noise: Array, xi_noise: Array) -> ElboTerms:
+               x_in: Array, x_out: Array, eps_noise: Array, xi_noise: Array,
+               encoded: tuple[Array, Array] | None = None) -> ElboTerms:
     """Run encoder, initial momentum and tempered flow; return every ELBO term per sample.
 
     The flow targets ``p(z | x_out)`` (the Hamiltonian's likelihood uses ``x_out``); the encoder
-    sees ``x_in``. ``eps_noise`` and ``xi_noise`` are the ``N(0, I)`` draws for ``z0`` and ``γ``.
+    sees ``x_in`` (``encoded``: its ``(μ, log σ)`` when already computed). ``eps_noise`` and
+    ``xi_noise`` are the ``N(0, I)`` draws for ``z0`` and ``γ``.
     """
     xp = B.xp
-    mu, log_sigma = parts.encoder(B, params["encoder"], x_in)
+    mu, log_sigma = parts.encoder(B, params["encoder"], x_in) if encoded is None else encoded
     z0 = mu + xp.exp(log_sigma) * eps_noise
     H = Hamiltonian(B, x_out, parts.decoder, params["decoder"], parts.prior, metric,
                     flow.T, flow.lam, flow.reduction)
@@ -122,12 +129,18 @@ def elbo_terms(B: Backend, parts: Components, flow: Flow, params: Params, metric
     return ElboTerms(log_p - log_q, log_px, log_p_rho, log_pz, log_qz, log_q_rho, z0, rho0, zK, rhoK)
 
 
-def loss(B: Backend, parts: Components, flow: Flow, params: Params, centroid_x: Array,
+def loss(B: Backend, parts: Components, flow: Flow, params: Params, centroid_x: Array | None,
          x_in: Array, x_out: Array, eps_noise: Array, xi_noise: Array) -> Array:
     """``-ELBO`` with the metric built from ``centroid_x`` under the current parameters.
 
-    Gradients flow through the whole flow, the centroids ``μ(x_i)`` and the ``M_i``.
+    ``centroid_x=None`` is pythae's "batch" mode: the batch ``x_in`` is its own centroid set, and
+    its encoder pass serves both the centroids and ``z0``. Gradients flow through the whole
+    flow, the centroids ``μ(x_i)`` and the ``M_i``.
     """
-    metric = metric_from_data(B, parts, params, centroid_x)
-    terms = elbo_terms(B, parts, flow, params, metric, x_in, x_out, eps_noise, xi_noise)
+    if centroid_x is None:
+        encoded = parts.encoder(B, params["encoder"], x_in)
+        metric = metric_from_data(B, parts, params, x_in, mu=encoded[0])
+    else:
+        encoded, metric = None, metric_from_data(B, parts, params, centroid_x)
+    terms = elbo_terms(B, parts, flow, params, metric, x_in, x_out, eps_noise, xi_noise, encoded)
     return -B.xp.mean(terms.elbo)
