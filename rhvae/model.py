@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from rhvae import validation
+from rhvae import checkpoint, validation
 from rhvae.config import RHVAEConfig
 from rhvae.errors import RhvaeError
 from rhvae.interfaces import Array, Backend
@@ -286,6 +288,17 @@ class RHVAE:
 
         return fit(self, state, x, epochs=epochs, batch_size=batch_size, x_out=x_out,
                    validation_data=validation_data, progress=progress)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self, state: TrainState, path: str | os.PathLike) -> tuple[Path, Path]:
+        """Write ``PATH.npz`` (arrays) and ``PATH.json`` (config, components, versions) atomically."""
+        return checkpoint.save(self, state, path)
+
+    def load(self, path: str | os.PathLike, *, check_version: bool = True) -> TrainState:
+        """The state saved at ``path`` (by either backend), checked against this model's config
+        and components; see :func:`rhvae.checkpoint.load`."""
+        return checkpoint.load(self, path, check_version=check_version)
 
     # ------------------------------------------------------------------ evaluation
 

@@ -8,7 +8,9 @@ step deadlocks (observed with jaxlib 0.10.2: both ``tf_XLAEigen`` threads parked
 ``jax::ParallelBatchMap`` inside ``lapack_strsm_ffi``; ``--xla_cpu_multi_thread_eigen=false``
 does not help). The latent matrices are small (``d × d``, ``d`` ≲ 64), so a loop over the ``d``
 columns costs ``O(d³)`` per matrix like LAPACK, stays differentiable to any order, and
-parallelises over the batch inside XLA's own fused kernels.
+parallelises over the batch inside XLA's own fused kernels. The loops are unrolled by 4: at
+``d = 16`` that took the JAX training step from 41-43 ms to 35-36 ms (the reference workload),
+where a full unroll gains nothing more and makes the finite-difference step compile for minutes.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def cholesky(a: jax.Array) -> jax.Array:
         col = jnp.where(idx > j, v / pivot, jnp.where(idx == j, pivot, 0.0))
         return L + col[..., :, None] * (idx == j).astype(a.dtype)
 
-    return lax.fori_loop(0, d, column, jnp.zeros_like(a), unroll=True)
+    return lax.fori_loop(0, d, column, jnp.zeros_like(a), unroll=4)
 
 
 def solve_triangular(t: jax.Array, b: jax.Array, *, lower: bool) -> jax.Array:
@@ -59,4 +61,4 @@ def solve_triangular(t: jax.Array, b: jax.Array, *, lower: bool) -> jax.Array:
         return x + (idx == i).astype(b.dtype)[:, None] * x_i[..., None, :]
 
     shape = jnp.broadcast_shapes(t.shape[:-2], b.shape[:-2]) + b.shape[-2:]
-    return lax.fori_loop(0, d, row, jnp.zeros(shape, b.dtype), unroll=True)
+    return lax.fori_loop(0, d, row, jnp.zeros(shape, b.dtype), unroll=4)
