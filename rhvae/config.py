@@ -7,34 +7,13 @@ float64 by a hyper-parameter when JAX runs with x64 enabled.
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
 
 from rhvae.math.metric import REDUCTIONS
+from rhvae.validation import check_count as _count
+from rhvae.validation import check_positive as _positive
 
 DTYPES = ("float32", "float64")
-
-
-def _positive(name: str, value: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number; got {value!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
-    return value
-
-
-def _count(name: str, value: int, minimum: int = 1) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer; got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")
-    return value
 
 
 def _prefactor(name: str, value) -> tuple[float, float, float]:

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from rhvae import checkpoint, validation
 from rhvae.config import RHVAEConfig
 from rhvae.errors import RhvaeError
 from rhvae.interfaces import Array, Backend
 from rhvae.math import elbo as elbo_math
+from rhvae.math import sampler as sampler_math
 from rhvae.math.hamiltonian import Hamiltonian
 from rhvae.math.leapfrog import leapfrog_step
 from rhvae.math.metric import MetricState, local_metric, metric_tensor
@@ -23,7 +25,16 @@ from rhvae.optim import Adam
 from rhvae.registry import Registry, get_registry
 from rhvae.tree import tree_map
 
-_NOISE_STREAM, _EVAL_STREAM, _CENTROID_STREAM = 1, 3, 4  # seed streams; 2 shuffles (training)
+_NOISE_STREAM, _EVAL_STREAM, _CENTROID_STREAM, _SAMPLE_STREAM = 1, 3, 4, 5  # seed streams; 2 shuffles (training)
+
+
+class Samples(NamedTuple):
+    """Generated data ``x (n, output_dim)`` (the decoder's mean), their latent points ``z (n, d)``
+    and the sampler's acceptance rate over all chains and transitions (``nan`` for the prior)."""
+
+    x: np.ndarray
+    z: np.ndarray
+    acceptance: float
 
 
 class Noise(NamedTuple):
@@ -288,6 +299,42 @@ class RHVAE:
 
         return fit(self, state, x, epochs=epochs, batch_size=batch_size, x_out=x_out,
                    validation_data=validation_data, progress=progress)
+
+    # ------------------------------------------------------------------ generation
+
+    def sample(self, state: TrainState, n: int, *, transitions: int = 100, eps: float = 0.05, n_lf: int = 10,
+               seed: int = 0, progress: bool = True) -> Samples:
+        """``n`` draws from the Riemannian sampler: HMC on ``p(z) ∝ √det G⁻¹(z)`` under the frozen metric.
+
+        ``n`` chains start at centroids drawn from ``seed`` and each runs ``transitions``
+        Metropolis-corrected transitions of ``n_lf`` leapfrog steps of size ``eps``; the final
+        points are decoded. See :mod:`rhvae.math.sampler`.
+        """
+        n = validation.check_count("n", n)
+        transitions = validation.check_count("transitions", transitions)
+        n_lf = validation.check_count("n_lf", n_lf)
+        eps = validation.check_positive("eps", eps)
+        metric, c = self._metric(state), self.config
+        B = self.backend
+        fn = self._compile(f"hmc:{eps!r}:{n_lf}", lambda: lambda m, z, p, lu: sampler_math.hmc_transition(
+            B, sampler_math.VolumeTarget(m, c.T, c.lam, c.reduction), z, p, lu, eps, n_lf))
+        rng = np.random.default_rng((seed, _SAMPLE_STREAM))
+        centroids = B.to_numpy(metric.centroids)
+        z = self._array(centroids[rng.integers(centroids.shape[0], size=n)])
+        accepted = 0.0
+        for _ in tqdm(range(transitions), desc="sampling", disable=not progress, leave=False):
+            momentum = rng.standard_normal((n, c.latent_dim))
+            log_u = np.log(rng.uniform(size=n))
+            z, acc = fn(metric, z, self._array(momentum), self._array(log_u))
+            accepted += float(np.sum(B.to_numpy(acc)))
+        z_np = B.to_numpy(z)
+        return Samples(self.decode(state, z_np), z_np, accepted / (n * transitions))
+
+    def sample_prior(self, state: TrainState, n: int, *, seed: int = 0) -> Samples:
+        """``n`` decoded draws ``z ~ N(0, I)``: the plain VAE generator, for comparison."""
+        n = validation.check_count("n", n)
+        z = np.random.default_rng((seed, _SAMPLE_STREAM)).standard_normal((n, self.config.latent_dim))
+        return Samples(self.decode(state, z), z, float("nan"))
 
     # ------------------------------------------------------------------ checkpoints
 

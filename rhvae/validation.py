@@ -5,6 +5,8 @@ Each error names the argument, what was expected and what arrived.
 
 from __future__ import annotations
 
+import math
+import operator
 from typing import Any
 
 import numpy as np
@@ -51,3 +53,27 @@ def check_support(x: np.ndarray, name: str, support: tuple[float, float], likeli
         raise ValueError(
             f"{name} has values in [{xmin:g}, {xmax:g}]; the {likelihood!r} likelihood expects [{lo:g}, {hi:g}]"
         )
+
+
+def check_positive(name: str, value: Any) -> float:
+    """``value`` as a finite float ``> 0``; ``TypeError``/``ValueError`` naming ``name`` otherwise."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number; got {value!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    return value
+
+
+def check_count(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum`` (bools refused); ``TypeError``/``ValueError`` naming ``name``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer; got {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return value

@@ -53,11 +53,15 @@ def momentum_half_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho:
 
 def position_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
                   eps: float, steps: int, at: Any = None, truncate: bool = False) -> Array:
-    """Sub-step 2: ``steps`` iterations of ``z' ← z + (ε/2)[∇ρH(z, ρ) + ∇ρH(z', ρ)]`` from ``z' = z``."""
+    """Sub-step 2: ``steps`` iterations of ``z' ← z + (ε/2)[∇ρH(z, ρ) + ∇ρH(z', ρ)]`` from ``z' = z``.
+
+    The first iteration starts at ``z' = z``, where ``∇ρH`` is already known: it is ``z + ε ∇ρH(z, ρ)``.
+    """
     at = prepare(B, H, grad_h, z) if at is None else at
     g0 = _maybe_stop(B, _grad_rho(B, H, grad_h, at, rho), truncate)
     return B.fori_loop(
-        0, steps, lambda _, zz: z + 0.5 * eps * (g0 + _maybe_stop(B, grad_h.grad_rho(B, H, zz, rho), truncate)), z)
+        1, steps, lambda _, zz: z + 0.5 * eps * (g0 + _maybe_stop(B, grad_h.grad_rho(B, H, zz, rho), truncate)),
+        z + eps * g0)
 
 
 def momentum_final_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
