@@ -61,8 +61,12 @@ def _atomic_write(target: Path, write) -> None:
         raise
 
 
-def save(model: RHVAE, state: TrainState, path: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``state`` to ``PATH.npz`` and ``PATH.json``; returns both paths."""
+def save(model: RHVAE, state: TrainState, path: str | os.PathLike,
+         metadata: dict | None = None) -> tuple[Path, Path]:
+    """Write ``state`` to ``PATH.npz`` and ``PATH.json``; returns both paths.
+
+    ``metadata``: any JSON-able dict stored as is (``rhvae train`` keeps its arguments there).
+    """
     from rhvae import __version__
 
     npz_path, json_path = _paths(path)
@@ -77,17 +81,16 @@ def save(model: RHVAE, state: TrainState, path: str | os.PathLike) -> tuple[Path
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "rhvae_version": __version__,
         "backend": model.backend.name, "seed": state.seed, "step": state.step, "epoch": state.epoch,
-        **describe(model),
+        **describe(model), "metadata": metadata or {},
     }
     _atomic_write(npz_path, lambda handle: np.savez(handle, **arrays))
     _atomic_write(json_path, lambda handle: handle.write(json.dumps(meta, indent=2).encode()))
     return npz_path, json_path
 
 
-def _read(npz_path: Path, json_path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    for p in (npz_path, json_path):
-        if not p.is_file():
-            raise CheckpointError(f"checkpoint file {p} does not exist")
+def _read_meta(json_path: Path) -> dict:
+    if not json_path.is_file():
+        raise CheckpointError(f"checkpoint file {json_path} does not exist")
     try:
         meta = json.loads(json_path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -97,12 +100,22 @@ def _read(npz_path: Path, json_path: Path) -> tuple[dict, dict[str, np.ndarray]]
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{json_path} has checkpoint format version {meta.get('format_version')!r}; "
                               f"this rhvae reads version {FORMAT_VERSION}")
+    return meta
+
+
+def _read_arrays(npz_path: Path) -> dict[str, np.ndarray]:
+    if not npz_path.is_file():
+        raise CheckpointError(f"checkpoint file {npz_path} does not exist")
     try:
         with np.load(npz_path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+            return {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise CheckpointError(f"{npz_path} is truncated or not an .npz archive: {exc}") from None
-    return meta, arrays
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The JSON description of the checkpoint at ``path`` (checked to be an rhvae checkpoint)."""
+    return _read_meta(_paths(path)[1])
 
 
 def load(model: RHVAE, path: str | os.PathLike, *, check_version: bool = True) -> TrainState:
@@ -116,7 +129,7 @@ def load(model: RHVAE, path: str | os.PathLike, *, check_version: bool = True) -
     from rhvae.model import TrainState
 
     npz_path, json_path = _paths(path)
-    meta, arrays = _read(npz_path, json_path)
+    meta, arrays = _read_meta(json_path), _read_arrays(npz_path)
     problems = []
     if check_version and meta.get("rhvae_version") != __version__:
         problems.append(f"rhvae version: checkpoint {meta.get('rhvae_version')!r}, installed {__version__!r}")

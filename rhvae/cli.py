@@ -1,4 +1,4 @@
-"""The ``rhvae`` command: ``rhvae plugins`` lists the plugins, ``rhvae info`` the environment.
+"""The ``rhvae`` command: ``plugins``, ``info``, ``train``, ``evaluate``, ``sample``.
 
 A subcommand is a ``run(args) -> int`` function plus one ``add_parser`` call in
 :func:`build_parser` that sets ``run`` as its default. Bad arguments and :class:`RhvaeError`
@@ -83,7 +83,58 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="runs/latest", help="output folder")
     train.set_defaults(run=_train)
+    evaluate = commands.add_parser("evaluate", help="held-out ELBO and reconstruction error of a trained run")
+    evaluate.add_argument("--run", dest="run_dir", default="runs/latest", help="the folder 'rhvae train' wrote")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the ELBO's noise")
+    evaluate.set_defaults(run=_evaluate)
+    sample = commands.add_parser("sample", help="generate with the Riemannian sampler (or the prior)")
+    sample.add_argument("--run", dest="run_dir", default="runs/latest", help="the folder 'rhvae train' wrote")
+    sample.add_argument("--n", type=int, default=64, help="number of samples (one HMC chain each)")
+    sample.add_argument("--transitions", type=int, default=100)
+    sample.add_argument("--eps", type=float, default=0.05, help="HMC leapfrog step size")
+    sample.add_argument("--n-lf", type=int, default=10, help="leapfrog steps per HMC transition")
+    sample.add_argument("--prior", action="store_true", help="decode N(0, I) draws instead")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", default=None, help="output folder (default: the run folder)")
+    sample.set_defaults(run=_sample)
     return parser
+
+
+def _build_model(args: argparse.Namespace, input_dim: int) -> rhvae.RHVAE:
+    """The model ``rhvae train`` builds from its arguments (also used to reload its checkpoint)."""
+    reg = get_registry()
+    width = (args.hidden,)
+    return rhvae.RHVAE(
+        args.backend, input_dim=input_dim, latent_dim=args.latent_dim, grad_h=args.grad_h,
+        encoder=reg.create("encoder", "mlp", hidden=width),
+        decoder=reg.create("decoder", args.decoder, hidden=width),
+        metric=reg.create("metric", "mlp", hidden=width),
+        position_prior=args.prior, tempering=args.tempering,
+    )
+
+
+def _figures(model, state, history, x_test, y_test, out, n_samples: int, seed: int) -> list:
+    """Every figure that applies to this model and data; skipped, with a note, without matplotlib."""
+    from rhvae import figures
+    from rhvae.errors import RhvaeError
+
+    written = []
+    try:
+        written.append(figures.loss_curves(history, out / "loss.png"))
+        if model.config.latent_dim == 2:
+            written.append(figures.latent_map(model, state, x_test, y_test, out / "latent_space.png"))
+        if figures.image_side(x_test.shape[1]):
+            riemannian = model.sample(state, n_samples, seed=seed)
+            prior = model.sample_prior(state, n_samples, seed=seed)
+            written.append(figures.image_grids(
+                {f"Riemannian sampler (acceptance {riemannian.acceptance:.2f})": riemannian.x,
+                 "Prior N(0, I)": prior.x}, out / "samples.png"))
+            written.append(figures.image_grids(
+                {"Held-out data": x_test[:32], "Reconstructions": model.reconstruct(state, x_test[:32])},
+                out / "reconstructions.png"))
+    except RhvaeError as exc:
+        print(f"figures skipped: {exc}")
+    return written
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -91,29 +142,74 @@ def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rhvae import datasets
-    from rhvae.tree import flatten
 
-    x_train, _, x_test, _ = datasets.load(args.data, args.n_test, args.seed)
-    reg = get_registry()
-    width = (args.hidden,)
-    model = rhvae.RHVAE(
-        args.backend, input_dim=x_train.shape[1], latent_dim=args.latent_dim, grad_h=args.grad_h,
-        encoder=reg.create("encoder", "mlp", hidden=width),
-        decoder=reg.create("decoder", args.decoder, hidden=width),
-        metric=reg.create("metric", "mlp", hidden=width),
-        position_prior=args.prior, tempering=args.tempering,
-    )
+    x_train, _, x_test, y_test = datasets.load(args.data, args.n_test, args.seed)
+    model = _build_model(args, x_train.shape[1])
     print(f"training on {args.data}: {len(x_train)} train / {len(x_test)} test rows, {model!r}")
     centroids = args.centroids if args.centroids == "batch" else int(args.centroids)
     state = model.init(seed=args.seed, centroids=centroids, data=x_train)
     state, history = model.fit(state, x_train, epochs=args.epochs, batch_size=args.batch_size,
                                validation_data=x_test)
+    if state.centroid_data is None:
+        state = model.refresh_metric(state, x_train)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(history, indent=1))
-    np.savez(out / "params.npz", **{k: model.backend.to_numpy(v) for k, v in flatten(state.params)})
-    print(f"held-out ELBO {history['val_elbo'][-1]:.2f} after {args.epochs} epochs; wrote {out}/metrics.json, "
-          f"{out}/params.npz")
+    run_args = {k: v for k, v in vars(args).items() if k != "run"}
+    model.save(state, out / "checkpoint", metadata={"command": "train", "args": run_args})
+    written = _figures(model, state, history, x_test, y_test, out, 64, args.seed)
+    print(f"held-out ELBO {history['val_elbo'][-1]:.2f} after {args.epochs} epochs")
+    print(f"wrote {out}/metrics.json, {out}/checkpoint.npz|json" + "".join(f", {p}" for p in written))
+    return 0
+
+
+def _load_run(run: str):
+    """``(model, state, args, (x_train, x_test, y_test))`` of the run folder ``rhvae train`` wrote."""
+    from pathlib import Path
+
+    from rhvae import checkpoint, datasets
+
+    meta = checkpoint.read_metadata(Path(run) / "checkpoint")
+    if meta.get("metadata", {}).get("command") != "train":
+        raise checkpoint.CheckpointError(f"{run}/checkpoint.json was not written by 'rhvae train'")
+    args = argparse.Namespace(**meta["metadata"]["args"])
+    x_train, _, x_test, y_test = datasets.load(args.data, args.n_test, args.seed)
+    model = _build_model(args, x_train.shape[1])
+    return model, model.load(Path(run) / "checkpoint"), args, (x_train, x_test, y_test)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    model, state, run_args, (_, x_test, _) = _load_run(args.run_dir)
+    elbo = model.elbo(state, x_test, seed=args.seed)
+    recon = model.reconstruct(state, x_test)
+    mse = float(np.mean((recon - x_test) ** 2))
+    print(f"{run_args.data} held-out rows: {len(x_test)}")
+    print(f"held-out ELBO {elbo:.3f} nats (negative ELBO {-elbo:.3f})")
+    print(f"reconstruction mean squared error {mse:.5f}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rhvae import figures
+
+    model, state, _, _ = _load_run(args.run_dir)
+    drawn = model.sample(state, args.n, transitions=args.transitions, eps=args.eps, n_lf=args.n_lf,
+                         seed=args.seed) if not args.prior else model.sample_prior(state, args.n, seed=args.seed)
+    out = Path(args.out or args.run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "samples.npz", x=drawn.x, z=drawn.z)
+    message = f"wrote {out}/samples.npz ({args.n} samples"
+    message += ")" if args.prior else f", acceptance rate {drawn.acceptance:.3f})"
+    if figures.image_side(drawn.x.shape[1]):
+        try:
+            path = figures.image_grids({"Prior N(0, I)" if args.prior else "Riemannian sampler": drawn.x},
+                                       out / "samples_grid.png")
+            message += f" and {path}"
+        except rhvae.RhvaeError as exc:
+            message += f"; figure skipped: {exc}"
+    print(message)
     return 0
 
 

@@ -338,9 +338,9 @@ class RHVAE:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save(self, state: TrainState, path: str | os.PathLike) -> tuple[Path, Path]:
-        """Write ``PATH.npz`` (arrays) and ``PATH.json`` (config, components, versions) atomically."""
-        return checkpoint.save(self, state, path)
+    def save(self, state: TrainState, path: str | os.PathLike, metadata: dict | None = None) -> tuple[Path, Path]:
+        """Write ``PATH.npz`` (arrays) and ``PATH.json`` (config, components, versions, ``metadata``) atomically."""
+        return checkpoint.save(self, state, path, metadata)
 
     def load(self, path: str | os.PathLike, *, check_version: bool = True) -> TrainState:
         """The state saved at ``path`` (by either backend), checked against this model's config

@@ -1,0 +1,107 @@
+"""Figures of a trained RHVAE (matplotlib, the ``plot`` extra); each function writes one PNG.
+
+Images are drawn when the feature count is a square (8×8 digits, 28×28 MNIST); the latent map
+needs ``latent_dim == 2``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rhvae.errors import RhvaeError
+
+if TYPE_CHECKING:
+    from rhvae.model import RHVAE, TrainState
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise RhvaeError("figures need matplotlib: pip install 'rhvae[plot]'") from exc
+    return plt
+
+
+def image_side(features: int) -> int | None:
+    """The side of square images with ``features`` pixels, or ``None``."""
+    side = math.isqrt(features)
+    return side if side * side == features else None
+
+
+def loss_curves(history: dict, path: Path) -> Path:
+    """Training loss per step (and its per-epoch mean) beside the held-out negative ELBO per epoch."""
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    loss = np.asarray(history["loss"])
+    ax1.plot(np.arange(1, loss.size + 1), loss, lw=0.8, alpha=0.6, label="per step")
+    per_epoch = loss.size // max(len(history["epoch_loss"]), 1)
+    ax1.plot(per_epoch * np.arange(1, len(history["epoch_loss"]) + 1), history["epoch_loss"], "o-", label="epoch mean")
+    ax1.set(xlabel="training step", ylabel="loss (−ELBO, nats)", title="Training loss", yscale="symlog")
+    ax1.legend()
+    if history.get("val_elbo"):
+        epochs = np.arange(1, len(history["val_elbo"]) + 1)
+        ax2.plot(epochs, [-e for e in history["val_elbo"]], "o-", color="C3")
+    ax2.set(xlabel="epoch", ylabel="−ELBO (nats)", title="Held-out negative ELBO")
+    ax2.xaxis.get_major_locator().set_params(integer=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def latent_map(model: RHVAE, state: TrainState, x: np.ndarray, labels: np.ndarray, path: Path,
+               grid: int = 150) -> Path:
+    """Encoder means coloured by label over a heat map of ``log √det G⁻¹(z)``, with the centroids."""
+    if model.config.latent_dim != 2:
+        raise RhvaeError(f"the latent map needs latent_dim 2; this model has {model.config.latent_dim}")
+    plt = _pyplot()
+    mu, _ = model.encode(state, x)
+    centroids = model.backend.to_numpy(state.metric.centroids)
+    lo = np.minimum(mu.min(axis=0), centroids.min(axis=0)) - 1.0
+    hi = np.maximum(mu.max(axis=0), centroids.max(axis=0)) + 1.0
+    u, v = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
+    points = np.stack([u.ravel(), v.ravel()], axis=1)
+    log_volume = np.concatenate([-0.5 * model.log_det_metric(state, chunk) for chunk in np.array_split(points, 10)])
+    fig, ax = plt.subplots(figsize=(7, 6), constrained_layout=True)
+    mesh = ax.pcolormesh(u, v, log_volume.reshape(grid, grid), cmap="viridis", shading="auto")
+    fig.colorbar(mesh, ax=ax, label="log √det G⁻¹(z)")
+    scatter = ax.scatter(mu[:, 0], mu[:, 1], c=labels, cmap="tab10", s=6, alpha=0.8)
+    ax.scatter(centroids[:, 0], centroids[:, 1], marker="x", c="white", s=14, lw=0.8, label="centroids")
+    fig.colorbar(scatter, ax=ax, label="label")
+    ax.set(xlabel="z₁", ylabel="z₂", title="Latent space: encoder means over the metric volume")
+    ax.legend(loc="upper right")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _tile(images: np.ndarray, side: int, columns: int) -> np.ndarray:
+    rows = math.ceil(len(images) / columns)
+    canvas = np.ones((rows * (side + 1) + 1, columns * (side + 1) + 1))
+    for k, img in enumerate(images):
+        r, c = divmod(k, columns)
+        canvas[1 + r * (side + 1):1 + r * (side + 1) + side, 1 + c * (side + 1):1 + c * (side + 1) + side] = \
+            img.reshape(side, side)
+    return canvas
+
+
+def image_grids(panels: dict[str, np.ndarray], path: Path, columns: int = 8) -> Path:
+    """Side-by-side grids of images, one panel per entry (title -> ``(n, side²)`` array)."""
+    side = image_side(next(iter(panels.values())).shape[1])
+    if side is None:
+        raise RhvaeError("image grids need square images (8×8, 28×28, ...)")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), constrained_layout=True)
+    for ax, (title, images) in zip(np.atleast_1d(axes), panels.items()):
+        ax.imshow(_tile(np.clip(images, 0, 1), side, columns), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
