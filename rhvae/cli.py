@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="held-out ELBO and reconstruction error of a trained run")
     evaluate.add_argument("--run", dest="run_dir", default="runs/latest", help="the folder 'rhvae train' wrote")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the ELBO's noise")
+    evaluate.add_argument("--nll-samples", type=int, default=100,
+                          help="importance samples per row for -log p(x) (default 100; 0 skips it)")
     evaluate.set_defaults(run=_evaluate)
     sample = commands.add_parser("sample", help="generate with the Riemannian sampler (or the prior)")
     sample.add_argument("--run", dest="run_dir", default="runs/latest", help="the folder 'rhvae train' wrote")
@@ -185,6 +187,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     mse = float(np.mean((recon - x_test) ** 2))
     print(f"{run_args.data} held-out rows: {len(x_test)}")
     print(f"held-out ELBO {elbo:.3f} nats (negative ELBO {-elbo:.3f})")
+    if args.nll_samples:
+        nll = model.nll(state, x_test, n_samples=args.nll_samples, seed=args.seed)
+        print(f"held-out NLL {float(np.mean(nll)):.3f} nats ({args.nll_samples} importance samples per row)")
     print(f"reconstruction mean squared error {mse:.5f}")
     return 0
 
