@@ -17,6 +17,7 @@ from rhvae.config import RHVAEConfig
 from rhvae.errors import RhvaeError
 from rhvae.interfaces import Array, Backend
 from rhvae.math import elbo as elbo_math
+from rhvae.math import geodesic as geodesic_math
 from rhvae.math import sampler as sampler_math
 from rhvae.math.hamiltonian import Hamiltonian
 from rhvae.math.leapfrog import leapfrog_step
@@ -36,6 +37,17 @@ class Samples(NamedTuple):
     x: np.ndarray
     z: np.ndarray
     acceptance: float
+
+
+class Geodesic(NamedTuple):
+    """A minimal-energy path ``z (n + 1, d)`` between two latent points, its metric ``length`` and
+    ``energy``, the metric length of the straight segment, and the decoded path ``x (n + 1, D)``."""
+
+    z: np.ndarray
+    length: float
+    energy: float
+    straight_length: float
+    x: np.ndarray
 
 
 class Noise(NamedTuple):
@@ -336,6 +348,47 @@ class RHVAE:
         n = validation.check_count("n", n)
         z = np.random.default_rng((seed, _SAMPLE_STREAM)).standard_normal((n, self.config.latent_dim))
         return Samples(self.decode(state, z), z, float("nan"))
+
+    def geodesic(self, state: TrainState, z0: Any, z1: Any, *, n_segments: int = 32, iterations: int = 500,
+                 learning_rate: float = 1e-2, progress: bool = True) -> Geodesic:
+        """The geodesic from ``z0`` to ``z1`` (each ``(d,)``) under the frozen metric ``G``.
+
+        A path of ``n_segments`` segments starts on the straight line; ``iterations`` Adam steps
+        move its interior points to minimise ``n Σ_t Δ_tᵀ G(m_t) Δ_t`` (see
+        :mod:`rhvae.math.geodesic`). Returns the path, its length and energy, the straight
+        segment's length for comparison, and the decoded path.
+        """
+        n_segments = validation.check_count("n_segments", n_segments)
+        iterations = validation.check_count("iterations", iterations, minimum=0)
+        learning_rate = validation.check_positive("learning_rate", learning_rate)
+        ends = self._latent(np.stack([np.asarray(z0, dtype=float).reshape(-1), np.asarray(z1, dtype=float).reshape(-1)]),
+                            "z0, z1")
+        metric, c, B = self._metric(state), self.config, self.backend
+        opt = Adam(lr=learning_rate)  # the same Adam as training, on the path's interior points
+
+        def path_of(interior, a, b):
+            return B.xp.concatenate([a[None], interior, b[None]], axis=0)
+
+        def build():
+            def step(interior, opt_state, a, b, m):
+                e, g = B.value_and_grad(lambda p: geodesic_math.energy(
+                    B, path_of(p, a, b), m, c.T, c.lam, c.reduction))(interior)
+                new, new_state = opt.update(B, {"z": g}, opt_state, {"z": interior})
+                return new["z"], new_state, e
+            return step
+
+        t = np.linspace(0.0, 1.0, n_segments + 1)[:, None]
+        straight = self._array((1 - t) * ends[0] + t * ends[1])
+        interior, a, b = straight[1:-1], straight[0], straight[-1]
+        opt_state = opt.init(B, {"z": interior})
+        step = self._compile(f"geodesic:{learning_rate!r}", build)
+        for _ in tqdm(range(iterations), desc="geodesic", disable=not progress, leave=False):
+            interior, opt_state, _ = step(interior, opt_state, a, b, metric)
+        path = path_of(interior, a, b)
+        measure = lambda f, p: float(B.to_numpy(f(B, p, metric, c.T, c.lam, c.reduction)))  # noqa: E731
+        z = B.to_numpy(path)
+        return Geodesic(z, measure(geodesic_math.length, path), measure(geodesic_math.energy, path),
+                        measure(geodesic_math.length, straight), self.decode(state, z))
 
     # ------------------------------------------------------------------ checkpoints
 
