@@ -134,6 +134,10 @@ def _figures(model, state, history, x_test, y_test, out, n_samples: int, seed: i
             written.append(figures.image_grids(
                 {"Held-out data": x_test[:32], "Reconstructions": model.reconstruct(state, x_test[:32])},
                 out / "reconstructions.png"))
+            mu, _ = model.encode(state, x_test[:8])
+            paths = [model.geodesic(state, mu[2 * k], mu[2 * k + 1], n_segments=9, iterations=300, progress=False)
+                     for k in range(4)]
+            written.append(figures.geodesic_strips(paths, out / "geodesics.png"))
     except RhvaeError as exc:
         print(f"figures skipped: {exc}")
     return written

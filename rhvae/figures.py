@@ -83,7 +83,7 @@ def latent_map(model: RHVAE, state: TrainState, x: np.ndarray, labels: np.ndarra
 
 def _tile(images: np.ndarray, side: int, columns: int) -> np.ndarray:
     rows = math.ceil(len(images) / columns)
-    canvas = np.ones((rows * (side + 1) + 1, columns * (side + 1) + 1))
+    canvas = np.zeros((rows * (side + 1) + 1, columns * (side + 1) + 1))
     for k, img in enumerate(images):
         r, c = divmod(k, columns)
         canvas[1 + r * (side + 1):1 + r * (side + 1) + side, 1 + c * (side + 1):1 + c * (side + 1) + side] = \
@@ -102,6 +102,26 @@ def image_grids(panels: dict[str, np.ndarray], path: Path, columns: int = 8) -> 
         ax.imshow(_tile(np.clip(images, 0, 1), side, columns), cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(title)
         ax.axis("off")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def geodesic_strips(paths: list, path: Path) -> Path:
+    """One row of decoded images per geodesic (``model.geodesic`` results), with its lengths."""
+    side = image_side(paths[0].x.shape[1])
+    if side is None:
+        raise RhvaeError("geodesic strips need square images (8×8, 28×28, ...)")
+    plt = _pyplot()
+    n = paths[0].x.shape[0]
+    fig, axes = plt.subplots(len(paths), 1, figsize=(0.9 * n + 1.5, 1.1 * len(paths) + 0.6), constrained_layout=True)
+    for ax, geodesic in zip(np.atleast_1d(axes), paths):
+        ax.imshow(_tile(np.clip(geodesic.x, 0, 1), side, n), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(f"{geodesic.length:.3g}\nvs {geodesic.straight_length:.3g}", rotation=0, ha="right",
+                      va="center", fontsize=8)
+    fig.suptitle("Decoded geodesics between held-out pairs (metric length vs straight segment)")
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

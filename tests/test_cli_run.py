@@ -25,7 +25,7 @@ def test_train_writes_metrics_checkpoint_and_figures(run_dir):
     assert len(history["val_elbo"]) == 2 and np.isfinite(history["loss"]).all()
     meta = json.loads((run_dir / "checkpoint.json").read_text())
     assert meta["metadata"]["args"]["backend"] == "jax"
-    for name in ("loss.png", "latent_space.png", "samples.png", "reconstructions.png"):
+    for name in ("loss.png", "latent_space.png", "samples.png", "reconstructions.png", "geodesics.png"):
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
