@@ -1,4 +1,4 @@
-"""The ``rhvae`` command: ``plugins``, ``info``, ``train``, ``evaluate``, ``sample``.
+"""The ``rhvae`` command: ``plugins``, ``info``, ``train``, ``evaluate``, ``sample``, ``bench``.
 
 A subcommand is a ``run(args) -> int`` function plus one ``add_parser`` call in
 :func:`build_parser` that sets ``run`` as its default. Bad arguments and :class:`RhvaeError`
@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", default=None, help="output folder (default: the run folder)")
     sample.set_defaults(run=_sample)
+    bench = commands.add_parser("bench", help="a short cross-backend training-step benchmark")
+    bench.add_argument("--backends", default="torch,jax", help="comma-separated backends (default torch,jax)")
+    bench.add_argument("--latent-dim", type=int, default=16)
+    bench.add_argument("--batch-size", type=int, default=100)
+    bench.add_argument("--grad-h", default="analytic")
+    bench.add_argument("--steps", type=int, default=10, help="timed steps after the warm-up call")
+    bench.set_defaults(run=_bench)
     return parser
 
 
@@ -219,6 +226,38 @@ def _sample(args: argparse.Namespace) -> int:
         except rhvae.RhvaeError as exc:
             message += f"; figure skipped: {exc}"
     print(message)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Median training-step time per backend on the reference workload (784 inputs, pythae's
+    networks) with synthetic data; ``benchmarks/`` holds the full suite."""
+    import time
+
+    reg = get_registry()
+    x = np.random.default_rng(0).uniform(size=(args.batch_size, 784)).astype(np.float32)
+    rates = {}
+    print(f"training step, latent {args.latent_dim}, batch {args.batch_size}, grad_h {args.grad_h}, "
+          f"median of {args.steps} steps")
+    for name in args.backends.split(","):
+        model = rhvae.RHVAE(name, input_dim=784, latent_dim=args.latent_dim, grad_h=args.grad_h,
+                            encoder=reg.create("encoder", "mlp", hidden=(512,)),
+                            decoder=reg.create("decoder", "bernoulli_mlp", hidden=(512,)),
+                            metric=reg.create("metric", "mlp", hidden=(400,)))
+        state = model.init(seed=0)
+        start = time.perf_counter()
+        model.step(state, x)
+        compile_s = time.perf_counter() - start
+        times = []
+        for _ in range(args.steps):
+            start = time.perf_counter()
+            model.step(state, x)
+            times.append(time.perf_counter() - start)
+        median = float(np.median(times))
+        rates[name] = args.batch_size / median
+        print(f"  {name:6s} {1e3 * median:8.1f} ms/step  {rates[name]:8.0f} samples/s  (first call {compile_s:.1f} s)")
+    if {"torch", "jax"} <= rates.keys():
+        print(f"  torch/jax throughput ratio {rates['torch'] / rates['jax']:.2f}")
     return 0
 
 

@@ -50,3 +50,9 @@ def test_sample_writes_samples_and_reports_acceptance(run_dir, tmp_path, capsys)
 def test_a_missing_run_is_a_one_line_error(tmp_path, capsys):
     assert cli.main(["evaluate", "--run", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.startswith("rhvae: error: checkpoint file")
+
+
+def test_bench_reports_each_backends_throughput(capsys):
+    assert cli.main(["bench", "--backends", "torch", "--latent-dim", "2", "--batch-size", "10", "--steps", "2"]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("torch")][0]
+    assert float(line.split("ms/step")[0].split()[-1]) > 0 and "samples/s" in line
