@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from rhvae.interfaces import Array, Backend
 from rhvae.math.hamiltonian import Hamiltonian
-from rhvae.math.metric import LocalMetric, metric_tensor, packed_matrices, symmetric_inner
+from rhvae.math.metric import LocalMetric, packed_matrices, symmetric_inner, trace_G_M, weight_gradient_sum
 
 
 class PositionTerms(NamedTuple):
@@ -54,28 +54,19 @@ def grad_potential(B: Backend, H: Hamiltonian, z: Array) -> tuple[Array, Array]:
     return -grad_loglik - grad_log_prior(B, H, z), per_sample
 
 
-def _packed_M(B: Backend, H: Hamiltonian) -> Array:
-    return packed_matrices(B, H.metric_state)
-
-
-def _scale(H: Hamiltonian) -> float:
-    return 1.0 / H.metric_state.centroids.shape[0] if H.reduction == "mean" else 1.0
-
-
 def position_terms(B: Backend, H: Hamiltonian, z: Array) -> PositionTerms:
     """``∇z U``, ``⟨G, M_i⟩``, the local metric and ``log p(x|z)`` at ``z``."""
     metric = H.metric(z)
-    trace_GM = symmetric_inner(B, metric_tensor(B, metric), _packed_M(B, H))
+    trace_GM = trace_G_M(B, metric, H.metric_state)
     grad_u, log_likelihood = grad_potential(B, H, z)
     return PositionTerms(z, grad_u, trace_GM, metric, log_likelihood)
 
 
 def grad_kinetic_z(B: Backend, H: Hamiltonian, terms: PositionTerms, rho: Array) -> Array:
     """``∇z κ(z, ρ) = -(a/T²) [z Σ_i s_i - Σ_i s_i c_i]``, ``s_i = (⟨ρρᵀ, M_i⟩ - ⟨G, M_i⟩) w_i``."""
-    xp = B.xp
-    s = (symmetric_inner(B, rho[:, :, None] * rho[:, None, :], _packed_M(B, H)) - terms.trace_GM) * terms.metric.weights
-    total = xp.sum(s, axis=-1, keepdims=True)
-    return -(_scale(H) / (H.T * H.T)) * (terms.z * total - xp.matmul(s, H.metric_state.centroids))
+    quad = symmetric_inner(B, rho[:, :, None] * rho[:, None, :], packed_matrices(B, H.metric_state))
+    s = (quad - terms.trace_GM) * terms.metric.weights
+    return weight_gradient_sum(B, terms.z, s, H.metric_state, H.T, H.reduction)
 
 
 def grad_z(B: Backend, H: Hamiltonian, terms: PositionTerms, rho: Array) -> Array:

@@ -129,6 +129,25 @@ def centroid_weights(B: Backend, z: Array, centroids: Array, T: float) -> Array:
     return xp.exp(xp.clip(log_w, None, 0.0))
 
 
+def reduction_scale(state: MetricState, reduction: str) -> float:
+    """``a`` of ``G⁻¹ = a Σ_i M_i w_i + λI``: 1 for ``"sum"``, ``1/N`` for ``"mean"``."""
+    return 1.0 / state.centroids.shape[0] if reduction == "mean" else 1.0
+
+
+def trace_G_M(B: Backend, metric: LocalMetric, state: MetricState) -> Array:
+    """``tr(G(z_b) M_i) = ⟨G(z_b), M_i⟩`` for every point and centroid, ``(B, N)``."""
+    return symmetric_inner(B, metric_tensor(B, metric), packed_matrices(B, state))
+
+
+def weight_gradient_sum(B: Backend, z: Array, s: Array, state: MetricState, T: float,
+                        reduction: str = "sum") -> Array:
+    """``½ a Σ_i u_i ∇z w_i = -(a/T²) [z Σ_i s_i - Σ_i s_i c_i]`` for ``s_i = u_i w_i (B, N)``,
+    from ``∇z w_i = -2 (z - c_i) w_i / T²``; ``(B, d)``."""
+    xp = B.xp
+    return -(reduction_scale(state, reduction) / (T * T)) * (
+        z * xp.sum(s, axis=-1, keepdims=True) - xp.matmul(s, state.centroids))
+
+
 def inverse_metric(B: Backend, z: Array, state: MetricState, T: float, lam: float,
                    reduction: str = "sum") -> tuple[Array, Array]:
     """``G⁻¹(z) = a Σ_i M_i w_i(z) + λ I``; ``z (B, d) -> (G_inv (B, d, d), w (B, N))``.
@@ -137,7 +156,7 @@ def inverse_metric(B: Backend, z: Array, state: MetricState, T: float, lam: floa
     symmetric ``M_i``, then unpacked: memory ``O(B N + N d²)``, never ``(B, N, d, d)``.
     """
     w = centroid_weights(B, z, state.centroids, T)
-    scale = 1.0 / state.centroids.shape[0] if reduction == "mean" else 1.0
+    scale = reduction_scale(state, reduction)
     d = z.shape[-1]
     packed = B.xp.matmul(w, packed_matrices(B, state))
     return scale * unpack_symmetric(B, packed, d) + lam * B.constant(np.eye(d), z.dtype), w

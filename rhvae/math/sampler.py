@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from rhvae.interfaces import Array, Backend
-from rhvae.math.metric import MetricState, local_metric, metric_tensor, packed_matrices, symmetric_inner
+from rhvae.math.metric import MetricState, local_metric, trace_G_M, weight_gradient_sum
 
 
 class VolumeTarget(NamedTuple):
@@ -30,14 +30,9 @@ class VolumeTarget(NamedTuple):
 
 def log_volume_and_grad(B: Backend, target: VolumeTarget, z: Array) -> tuple[Array, Array]:
     """``(½ log det G⁻¹(z), its gradient)``, ``(B,)`` and ``(B, d)``."""
-    xp = B.xp
     metric = local_metric(B, z, target.state, target.T, target.lam, target.reduction)
-    trace_GM = symmetric_inner(B, metric_tensor(B, metric), packed_matrices(B, target.state))
-    s = trace_GM * metric.weights
-    scale = 1.0 / target.state.centroids.shape[0] if target.reduction == "mean" else 1.0
-    grad = -(scale / (target.T * target.T)) * (z * xp.sum(s, axis=-1, keepdims=True)
-                                              - xp.matmul(s, target.state.centroids))
-    return -0.5 * metric.logdet_G, grad
+    s = trace_G_M(B, metric, target.state) * metric.weights
+    return -0.5 * metric.logdet_G, weight_gradient_sum(B, z, s, target.state, target.T, target.reduction)
 
 
 def hmc_transition(B: Backend, target: VolumeTarget, z: Array, momentum: Array, log_u: Array,
