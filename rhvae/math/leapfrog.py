@@ -18,21 +18,35 @@ from rhvae.interfaces import Array, Backend, GradH, PreparedGradH
 from rhvae.math.hamiltonian import Hamiltonian
 
 
+class _PositionOnly:
+    """A plain :class:`GradH` seen as a :class:`PreparedGradH` whose prepared position is ``z`` itself."""
+
+    def __init__(self, grad_h: GradH) -> None:
+        self.grad_h = grad_h
+
+    def prepare(self, B: Backend, H: Hamiltonian, z: Array) -> Array:
+        return z
+
+    def grad_z_at(self, B: Backend, H: Hamiltonian, z: Array, rho: Array) -> Array:
+        return self.grad_h.grad_z(B, H, z, rho)
+
+    def grad_rho_at(self, B: Backend, H: Hamiltonian, z: Array, rho: Array) -> Array:
+        return self.grad_h.grad_rho(B, H, z, rho)
+
+    def grad_z(self, B: Backend, H: Hamiltonian, z: Array, rho: Array) -> Array:
+        return self.grad_h.grad_z(B, H, z, rho)
+
+    def grad_rho(self, B: Backend, H: Hamiltonian, z: Array, rho: Array) -> Array:
+        return self.grad_h.grad_rho(B, H, z, rho)
+
+
+def _prepared(grad_h: GradH) -> PreparedGradH:
+    return grad_h if isinstance(grad_h, PreparedGradH) else _PositionOnly(grad_h)
+
+
 def prepare(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array) -> Any:
     """What ``grad_h`` reuses at position ``z``: its ``prepare`` output, or ``z`` itself."""
-    return grad_h.prepare(B, H, z) if isinstance(grad_h, PreparedGradH) else z
-
-
-def _grad_z(B: Backend, H: Hamiltonian, grad_h: GradH, at: Any, rho: Array) -> Array:
-    if isinstance(grad_h, PreparedGradH):
-        return grad_h.grad_z_at(B, H, at, rho)
-    return grad_h.grad_z(B, H, at, rho)
-
-
-def _grad_rho(B: Backend, H: Hamiltonian, grad_h: GradH, at: Any, rho: Array) -> Array:
-    if isinstance(grad_h, PreparedGradH):
-        return grad_h.grad_rho_at(B, H, at, rho)
-    return grad_h.grad_rho(B, H, at, rho)
+    return _prepared(grad_h).prepare(B, H, z)
 
 
 def _maybe_stop(B: Backend, g: Array, truncate: bool) -> Array:
@@ -46,8 +60,9 @@ def momentum_half_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho:
     ``at`` is :func:`prepare` of ``z`` when the caller already has it. ``truncate`` treats the
     ``∇H`` values as constants for the parameter gradient, as pythae does in sub-steps 1 and 2.
     """
-    at = prepare(B, H, grad_h, z) if at is None else at
-    return B.fori_loop(0, steps, lambda _, r: rho - 0.5 * eps * _maybe_stop(B, _grad_z(B, H, grad_h, at, r), truncate),
+    gh = _prepared(grad_h)
+    at = gh.prepare(B, H, z) if at is None else at
+    return B.fori_loop(0, steps, lambda _, r: rho - 0.5 * eps * _maybe_stop(B, gh.grad_z_at(B, H, at, r), truncate),
                        rho)
 
 
@@ -57,32 +72,35 @@ def position_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Arra
 
     The first iteration starts at ``z' = z``, where ``∇ρH`` is already known: it is ``z + ε ∇ρH(z, ρ)``.
     """
-    at = prepare(B, H, grad_h, z) if at is None else at
-    g0 = _maybe_stop(B, _grad_rho(B, H, grad_h, at, rho), truncate)
+    gh = _prepared(grad_h)
+    at = gh.prepare(B, H, z) if at is None else at
+    g0 = _maybe_stop(B, gh.grad_rho_at(B, H, at, rho), truncate)
     return B.fori_loop(
-        1, steps, lambda _, zz: z + 0.5 * eps * (g0 + _maybe_stop(B, grad_h.grad_rho(B, H, zz, rho), truncate)),
+        1, steps, lambda _, zz: z + 0.5 * eps * (g0 + _maybe_stop(B, gh.grad_rho(B, H, zz, rho), truncate)),
         z + eps * g0)
 
 
 def momentum_final_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
                         eps: float, at: Any = None) -> Array:
     """Sub-step 3 (explicit): ``ρ'' = ρ' - (ε/2) ∇z H(z', ρ')``."""
-    at = prepare(B, H, grad_h, z) if at is None else at
-    return rho - 0.5 * eps * _grad_z(B, H, grad_h, at, rho)
+    gh = _prepared(grad_h)
+    at = gh.prepare(B, H, z) if at is None else at
+    return rho - 0.5 * eps * gh.grad_z_at(B, H, at, rho)
 
 
-def _step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array, at: Any,
+def _step(B: Backend, H: Hamiltonian, grad_h: PreparedGradH, z: Array, rho: Array, at: Any,
           eps: float, steps: int, truncate: bool = False) -> tuple[Array, Array, Any]:
     rho_half = momentum_half_step(B, H, grad_h, z, rho, eps, steps, at, truncate)
     z_new = position_step(B, H, grad_h, z, rho_half, eps, steps, at, truncate)
-    at_new = prepare(B, H, grad_h, z_new)
+    at_new = grad_h.prepare(B, H, z_new)
     return z_new, momentum_final_step(B, H, grad_h, z_new, rho_half, eps, at_new), at_new
 
 
 def leapfrog_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
                   eps: float, steps: int) -> tuple[Array, Array]:
     """One generalized leapfrog step ``(z, ρ) -> (z', ρ'')``; volume-preserving and reversible."""
-    z_new, rho_new, _ = _step(B, H, grad_h, z, rho, prepare(B, H, grad_h, z), eps, steps)
+    gh = _prepared(grad_h)
+    z_new, rho_new, _ = _step(B, H, gh, z, rho, gh.prepare(B, H, z), eps, steps)
     return z_new, rho_new
 
 
@@ -97,9 +115,11 @@ def tempered_trajectory(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho
     ``at`` is :func:`prepare` of ``z`` when the caller has it; the third output is that of the
     final position.
     """
+    gh = _prepared(grad_h)
+
     def body(k, state):
-        zk, rk, at = _step(B, H, grad_h, *state, eps, steps, truncate)
+        zk, rk, at = _step(B, H, gh, *state, eps, steps, truncate)
         return zk, rk * momentum_scales[k], at
 
-    at = prepare(B, H, grad_h, z) if at is None else at
+    at = gh.prepare(B, H, z) if at is None else at
     return B.fori_loop(0, momentum_scales.shape[0], body, (z, rho, at))
