@@ -339,9 +339,9 @@ class RHVAE:
             momentum = rng.standard_normal((n, c.latent_dim))
             log_u = np.log(rng.uniform(size=n))
             z, acc = fn(metric, z, self._array(momentum), self._array(log_u))
-            accepted += float(np.sum(B.to_numpy(acc)))
+            accepted = accepted + B.xp.sum(acc)  # stays on the device: no sync per transition
         z_np = B.to_numpy(z)
-        return Samples(self.decode(state, z_np), z_np, accepted / (n * transitions))
+        return Samples(self.decode(state, z_np), z_np, float(B.to_numpy(accepted)) / (n * transitions))
 
     def sample_prior(self, state: TrainState, n: int, *, seed: int = 0) -> Samples:
         """``n`` decoded draws ``z ~ N(0, I)``: the plain VAE generator, for comparison."""
@@ -420,16 +420,11 @@ class RHVAE:
         """The held-out ELBO ``mean_b(log p̄ - log q̄)`` under the frozen metric, in batches."""
         x_in, x_o = self._pair(x, x_out)
         noise = self._noise(x_in.shape[0], noise, (seed, _EVAL_STREAM))
-        n = x_in.shape[0]
-        size = min(batch_size, n)
         total = 0.0
-        for i in range(0, n, size):
-            # Pad the last chunk to the others' size (its rows are dropped), so one compiled
-            # function serves every chunk.
-            idx = np.minimum(np.arange(i, i + size), n - 1)
+        for idx, kept in _padded_chunks(x_in.shape[0], batch_size):
             terms = self.elbo_terms(state, x_in[idx], x_o[idx], noise=Noise(noise.eps[idx], noise.xi[idx]))
-            total += float(np.sum(terms.elbo[: min(size, n - i)], dtype=np.float64))
-        return total / n
+            total += float(np.sum(terms.elbo[:kept], dtype=np.float64))
+        return total / x_in.shape[0]
 
     def nll(self, state: TrainState, x: Any, x_out: Any | None = None, *, n_samples: int = 500,
             batch_size: int = 5000, seed: int = 0, progress: bool = True) -> np.ndarray:
@@ -445,16 +440,17 @@ class RHVAE:
         n_samples = validation.check_count("n_samples", n_samples)
         rows = max(1, validation.check_count("batch_size", batch_size) // n_samples)
         rng = np.random.default_rng((seed, _NLL_STREAM))
-        d, n = self.config.latent_dim, x_in.shape[0]
-        out = np.empty(n)
-        for i in tqdm(range(0, n, rows), desc="NLL", disable=not progress, leave=False):
-            idx = np.repeat(np.minimum(np.arange(i, i + rows), n - 1), n_samples)
+        d = self.config.latent_dim
+        out = []
+        chunks = _padded_chunks(x_in.shape[0], rows)
+        for idx, kept in tqdm(chunks, total=len(chunks), desc="NLL", disable=not progress, leave=False):
+            idx = np.repeat(idx, n_samples)
             noise = Noise(rng.standard_normal((idx.size, d)), rng.standard_normal((idx.size, d)))
             log_w = self.elbo_terms(state, x_in[idx], x_o[idx], noise=noise).elbo.astype(np.float64)
-            log_w = log_w.reshape(rows, n_samples)[: min(rows, n - i)]
+            log_w = log_w.reshape(-1, n_samples)[:kept]
             top = log_w.max(axis=1, keepdims=True)
-            out[i:i + rows] = -(top[:, 0] + np.log(np.mean(np.exp(log_w - top), axis=1)))
-        return out
+            out.append(-(top[:, 0] + np.log(np.mean(np.exp(log_w - top), axis=1))))
+        return np.concatenate(out)
 
     def encode(self, state: TrainState, x: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(μ, log σ)`` of ``q(z | x)``, each ``(B, d)``."""
@@ -536,6 +532,13 @@ class RHVAE:
             B, self._hamiltonian(p, m, xb), gh, zb, rb, c.eps, c.steps))
         z1, r1 = fn(state.params, self._metric(state), *self._phase_point(state, x, z, rho))
         return B.to_numpy(z1), B.to_numpy(r1)
+
+
+def _padded_chunks(n: int, size: int) -> list[tuple[np.ndarray, int]]:
+    """Row indices of ``n`` rows in chunks of ``min(size, n)``, the last padded by repeating its
+    final row, with how many rows of each to keep: one compiled function serves every chunk."""
+    size = min(size, n)
+    return [(np.minimum(np.arange(i, i + size), n - 1), min(size, n - i)) for i in range(0, n, size)]
 
 
 def _check_betas(betas: Any, config: RHVAEConfig) -> np.ndarray:
