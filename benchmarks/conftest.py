@@ -1,6 +1,7 @@
 """Benchmark settings (torch on 2 threads like XLA on this 2-core machine, DESIGN §6) and the summary table printed after the run.
 
-Each benchmark records ``(group, label, samples per call, median seconds, compile seconds)``;
+Each benchmark goes through ``measure``, which records ``(group, label, samples per call, median
+seconds, compile seconds)``;
 the summary prints throughput, the torch/jax ratio, the multiple of pythae's throughput, the
 fraction of the compute floor for training steps, and the fitted scaling exponents.
 """
@@ -8,6 +9,7 @@ fraction of the compute floor for training steps, and the fitted scaling exponen
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -19,17 +21,24 @@ _RESULTS: list[dict] = []
 
 
 @pytest.fixture
-def record(benchmark):
-    """``record(group, label, samples, compile_seconds)`` after ``benchmark(...)`` has run."""
-    def _record(group: str, label: str, samples: int, compile_seconds: float = float("nan"), **extra) -> None:
+def measure(benchmark):
+    """``measure(group, label, call, samples, **extra)``: one warm-up call (compilation, timed
+    separately as ``compile_seconds``), then ``benchmark(call)`` in ``group``, recorded for the
+    summary table with ``samples`` per call."""
+    def _measure(group: str, label: str, call, samples: int, **extra) -> None:
+        start = time.perf_counter()
+        call()
+        compile_seconds = time.perf_counter() - start
+        benchmark.group = group
         benchmark.extra_info["compile_seconds"] = compile_seconds
+        benchmark(call)
         if benchmark.stats is None:  # --benchmark-disable
             return
         median = benchmark.stats.stats.median
         benchmark.extra_info["samples_per_s"] = samples / median
         _RESULTS.append(dict(group=group, label=label, samples=samples, seconds=median,
                              compile=compile_seconds, **extra))
-    return _record
+    return _measure
 
 
 def _table(rows: list[list[str]]) -> list[str]:
