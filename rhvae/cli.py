@@ -16,6 +16,7 @@ import numpy as np
 
 import rhvae
 from rhvae.errors import RhvaeError
+from rhvae.presets import PRESETS
 from rhvae.registry import get_registry
 
 
@@ -73,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=5)
     train.add_argument("--batch-size", type=int, default=100)
     train.add_argument("--hidden", type=int, default=256, help="width of each network's hidden layer")
-    train.add_argument("--grad-h", default="analytic", help="registered ∇H method (default analytic)")
+    train.add_argument("--grad-h", default=None,
+                       help="registered ∇H method (default analytic, or the preset's)")
+    train.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                       help="aetk_compat: AutoEncoderToolkit.jl's integrator, step and defaults (docs/comparison.md)")
     train.add_argument("--decoder", default="bernoulli_mlp")
     train.add_argument("--prior", default="spherical")
     train.add_argument("--tempering", default="quadratic")
@@ -113,8 +117,12 @@ def _build_model(args: argparse.Namespace, input_dim: int) -> rhvae.RHVAE:
     """The model ``rhvae train`` builds from its arguments (also used to reload its checkpoint)."""
     reg = get_registry()
     width = (args.hidden,)
+    preset = getattr(args, "preset", None)  # runs saved before --preset existed have none
+    hyper = PRESETS[preset]() if preset else {}
+    grad_h = args.grad_h or hyper.pop("grad_h", "analytic")
+    hyper.pop("grad_h", None)
     return rhvae.RHVAE(
-        args.backend, input_dim=input_dim, latent_dim=args.latent_dim, grad_h=args.grad_h,
+        args.backend, input_dim=input_dim, latent_dim=args.latent_dim, grad_h=grad_h, **hyper,
         encoder=reg.create("encoder", "mlp", hidden=width),
         decoder=reg.create("decoder", args.decoder, hidden=width),
         metric=reg.create("metric", "mlp", hidden=width),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from rhvae.math.elbo import INTEGRATORS
 from rhvae.math.metric import REDUCTIONS
 from rhvae.validation import check_count as _count
 from rhvae.validation import check_positive as _positive
@@ -37,6 +38,8 @@ class RHVAEConfig:
     (log q(z0|x), the ρ0 term, the β0 term). ``truncate_gradients`` stops the parameter
     gradient through the ``∇H`` values of leapfrog sub-steps 1 and 2, as pythae 0.1.2 does
     (less work per step, a different gradient); the default follows the full gradient.
+    ``integrator``: ``"implicit"``, the paper's generalized leapfrog, or ``"aetk"``,
+    AutoEncoderToolkit.jl's (:mod:`rhvae.math.aetk`; see :func:`rhvae.presets.aetk_compat`).
     """
 
     input_dim: int
@@ -54,6 +57,7 @@ class RHVAEConfig:
     learning_rate: float = 1e-3
     dtype: str = "float32"
     truncate_gradients: bool = False
+    integrator: str = "implicit"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -70,6 +74,8 @@ class RHVAEConfig:
         set_(self, "beta0", beta0)
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}; got {self.reduction!r}")
+        if self.integrator not in INTEGRATORS:
+            raise ValueError(f"integrator must be one of {INTEGRATORS}; got {self.integrator!r}")
         if not isinstance(self.truncate_gradients, bool):
             raise TypeError(f"truncate_gradients must be a bool; got {type(self.truncate_gradients).__name__}")
         if self.dtype not in DTYPES:

@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 from rhvae import checkpoint, validation
 from rhvae.config import RHVAEConfig
 from rhvae.errors import RhvaeError
-from rhvae.interfaces import Array, Backend
+from rhvae.interfaces import Array, Backend, PreparedGradH
+from rhvae.math import aetk
 from rhvae.math import elbo as elbo_math
 from rhvae.math import geodesic as geodesic_math
 from rhvae.math import sampler as sampler_math
@@ -124,13 +125,20 @@ class RHVAE:
         self.tempering = component("tempering", tempering)
         self.betas = _check_betas(self.tempering(self.config.K, self.config.beta0), self.config)
         c = self.config
+        aetk = c.integrator == "aetk"
+        if aetk and isinstance(self.components.grad_h, PreparedGradH):
+            raise ValueError(f"integrator='aetk' differentiates AutoEncoderToolkit.jl's frozen Hamiltonian, "
+                             f"which grad_h={self.components.grad_h!r} does not support; "
+                             f"use grad_h='finite' (its default) or 'autodiff'")
+        if aetk and c.truncate_gradients:
+            raise ValueError("truncate_gradients applies to integrator='implicit' only")
         self.flow = elbo_math.Flow(
             eps=c.eps, steps=c.steps, beta0=c.beta0,
             momentum_scales=elbo_math.momentum_scales(self.betas),
-            log_beta_ratio=float(math.log(self.betas[0] / self.betas[-1])),
+            log_beta_ratio=float(math.log(self.betas[0] if aetk else self.betas[0] / self.betas[-1])),
             T=c.T, lam=c.lam, reduction=c.reduction,
             logp_prefactor=c.logp_prefactor, logq_prefactor=c.logq_prefactor,
-            truncate_gradients=c.truncate_gradients,
+            truncate_gradients=c.truncate_gradients, integrator=c.integrator,
         )
         self.optimizer = Adam(lr=c.learning_rate)
         self._compiled: dict[str, Callable] = {}
@@ -526,10 +534,17 @@ class RHVAE:
         return B.to_numpy(gz), B.to_numpy(gr)
 
     def leapfrog(self, state: TrainState, x: Any, z: Any, rho: Any) -> tuple[np.ndarray, np.ndarray]:
-        """One generalized leapfrog step ``(z, ρ) -> (z', ρ'')`` (no tempering), under the frozen metric."""
+        """One leapfrog step ``(z, ρ) -> (z', ρ'')`` of the configured integrator (no tempering), under
+        the frozen metric."""
         B, gh, c = self.backend, self.components.grad_h, self.config
-        fn = self._compile("leapfrog", lambda: lambda p, m, xb, zb, rb: leapfrog_step(
-            B, self._hamiltonian(p, m, xb), gh, zb, rb, c.eps, c.steps))
+
+        def step(p, m, xb, zb, rb):
+            H = self._hamiltonian(p, m, xb)
+            if c.integrator == "aetk":
+                return aetk.leapfrog_step(B, gh, H, zb, rb, aetk.freeze(B, H, zb), c.eps, c.steps)[:2]
+            return leapfrog_step(B, H, gh, zb, rb, c.eps, c.steps)
+
+        fn = self._compile("leapfrog", lambda: step)
         z1, r1 = fn(state.params, self._metric(state), *self._phase_point(state, x, z, rho))
         return B.to_numpy(z1), B.to_numpy(r1)
 

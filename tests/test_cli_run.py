@@ -56,3 +56,13 @@ def test_bench_reports_each_backends_throughput(capsys):
     assert cli.main(["bench", "--backends", "torch", "--latent-dim", "2", "--batch-size", "10", "--steps", "2"]) == 0
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("torch")][0]
     assert float(line.split("ms/step")[0].split()[-1]) > 0 and "samples/s" in line
+
+
+def test_the_aetk_preset_reaches_the_model_and_an_explicit_grad_h_wins():
+    args = cli.build_parser().parse_args(["train", "--preset", "aetk_compat", "--latent-dim", "2"])
+    model = cli._build_model(args, input_dim=64)
+    assert model.config.integrator == "aetk" and model.config.eps == 1e-4
+    assert type(model.components.grad_h).__name__ == "FiniteDifference"
+    args = cli.build_parser().parse_args(["train", "--preset", "aetk_compat", "--grad-h", "autodiff"])
+    assert type(cli._build_model(args, input_dim=64).components.grad_h).__name__ == "Autodiff"
+    assert type(cli._build_model(cli.build_parser().parse_args(["train"]), 64).components.grad_h).__name__ == "Analytic"

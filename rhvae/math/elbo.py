@@ -7,6 +7,9 @@
 with ``z0 = μ + σ ⊙ ε``, ``ρ0 = γ/√β0``, ``γ ~ N(0, G(z0))``. The last term is the log-Jacobian
 of the tempering rescalings (``Π_k √(β_{k-1}/β_k) = √(β0/β_K)``; the leapfrog preserves
 volume), so with unit prefactors ``log q̄ = log q(z0|x) + log N(γ; 0, G(z0))``.
+
+``integrator="aetk"`` (:mod:`rhvae.math.aetk`) follows AutoEncoderToolkit.jl instead: its
+leapfrog, ``log N(ρ0; 0, G(z0))`` as the ρ0 term and ``(d/2) log β0`` as the last one.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from typing import NamedTuple
 import numpy as np
 
 from rhvae.interfaces import Array, Backend, Decoder, Encoder, GradH, LogPrior, MetricNet, Params
+from rhvae.math import aetk
 from rhvae.math.hamiltonian import Hamiltonian
 from rhvae.math.leapfrog import prepare, tempered_trajectory
-from rhvae.math.metric import MetricState, lower_triangular, metric_state, momentum_log_prob, sample_momentum
+from rhvae.math.metric import (LocalMetric, MetricState, lower_triangular, metric_state, momentum_log_prob,
+                               sample_momentum)
 
 
 class Components(NamedTuple):
@@ -33,7 +38,11 @@ class Components(NamedTuple):
 
 
 class Flow(NamedTuple):
-    """Static settings of the flow: leapfrog, tempering, metric and ELBO weights."""
+    """Static settings of the flow: leapfrog, tempering, metric and ELBO weights.
+
+    ``log_beta_ratio`` is the log-Jacobian factor of the last ``log q̄`` term: ``log(β0/β_K)``, or
+    ``log β0`` under ``integrator="aetk"`` (which subtracts it whatever the schedule).
+    """
 
     eps: float
     steps: int
@@ -46,6 +55,7 @@ class Flow(NamedTuple):
     logp_prefactor: tuple[float, float, float]
     logq_prefactor: tuple[float, float, float]
     truncate_gradients: bool = False
+    integrator: str = "implicit"
 
 
 def momentum_scales(betas: np.ndarray) -> np.ndarray:
@@ -94,6 +104,43 @@ def _reuse(prepared, name: str, compute):
     return compute() if value is None else value
 
 
+class _FlowEnds(NamedTuple):
+    rho0: Array
+    log_q_rho: Array
+    zK: Array
+    rhoK: Array
+    log_px: Array
+    metricK: LocalMetric
+
+
+def _implicit_flow(B: Backend, parts: Components, flow: Flow, H: Hamiltonian, z0: Array, xi_noise: Array,
+                   scales: Array) -> _FlowEnds:
+    at0 = prepare(B, H, parts.grad_h, z0)
+    metric0 = _reuse(at0, "metric", lambda: H.metric(z0))
+    gamma = sample_momentum(B, metric0, xi_noise)
+    rho0 = gamma / math.sqrt(flow.beta0)
+    zK, rhoK, atK = tempered_trajectory(B, H, parts.grad_h, z0, rho0, flow.eps, flow.steps, scales,
+                                        flow.truncate_gradients, at0)
+    # log N(ρ0; 0, G(z0)/β0) = log N(γ; 0, G(z0)) + (d/2) log β0
+    log_q_rho = momentum_log_prob(B, metric0, gamma) + 0.5 * z0.shape[-1] * math.log(flow.beta0)
+    return _FlowEnds(rho0, log_q_rho, zK, rhoK, _reuse(atK, "log_likelihood", lambda: H.log_likelihood(zK)),
+                     _reuse(atK, "metric", lambda: H.metric(zK)))
+
+
+def _aetk_flow(B: Backend, parts: Components, flow: Flow, H: Hamiltonian, z0: Array, xi_noise: Array,
+               scales: Array) -> _FlowEnds:
+    frozen0 = aetk.freeze(B, H, z0)
+    rho0 = sample_momentum(B, frozen0.metric, xi_noise) / math.sqrt(flow.beta0)
+    zK, rhoK, frozenK = aetk.tempered_trajectory(B, parts.grad_h, H, z0, rho0, frozen0, flow.eps, flow.steps,
+                                                 scales)
+    return _FlowEnds(rho0, momentum_log_prob(B, frozen0.metric, rho0), zK, rhoK, frozenK.log_likelihood,
+                     frozenK.metric)
+
+
+_FLOWS = {"implicit": _implicit_flow, "aetk": _aetk_flow}
+INTEGRATORS = tuple(_FLOWS)
+
+
 def elbo_terms(B: Backend, parts: Components, flow: Flow, params: Params, metric: MetricState,
                x_in: Array, x_out: Array, eps_noise: Array, xi_noise: Array,
                encoded: tuple[Array, Array] | None = None) -> ElboTerms:
@@ -108,25 +155,18 @@ def elbo_terms(B: Backend, parts: Components, flow: Flow, params: Params, metric
     z0 = mu + xp.exp(log_sigma) * eps_noise
     H = Hamiltonian(B, x_out, parts.decoder, params["decoder"], parts.prior, metric,
                     flow.T, flow.lam, flow.reduction)
-    at0 = prepare(B, H, parts.grad_h, z0)
-    metric0 = _reuse(at0, "metric", lambda: H.metric(z0))
-    gamma = sample_momentum(B, metric0, xi_noise)
-    rho0 = gamma / math.sqrt(flow.beta0)
-    scales = B.constant(flow.momentum_scales, z0.dtype)
-    zK, rhoK, atK = tempered_trajectory(B, H, parts.grad_h, z0, rho0, flow.eps, flow.steps, scales,
-                                        flow.truncate_gradients, at0)
+    ends = _FLOWS[flow.integrator](B, parts, flow, H, z0, xi_noise, B.constant(flow.momentum_scales, z0.dtype))
 
     d = z0.shape[-1]
-    log_px = _reuse(atK, "log_likelihood", lambda: H.log_likelihood(zK))
-    log_p_rho = momentum_log_prob(B, _reuse(atK, "metric", lambda: H.metric(zK)), rhoK)
-    log_pz = parts.prior.log_prob(B, zK)
+    log_p_rho = momentum_log_prob(B, ends.metricK, ends.rhoK)
+    log_pz = parts.prior.log_prob(B, ends.zK)
     log_qz = encoder_log_prob(B, z0, mu, log_sigma)
-    log_q_rho = momentum_log_prob(B, metric0, gamma) + 0.5 * d * math.log(flow.beta0)
     p1, p2, p3 = flow.logp_prefactor
     q1, q2, q3 = flow.logq_prefactor
-    log_p = p1 * log_px + p2 * log_p_rho + p3 * log_pz
-    log_q = q1 * log_qz + q2 * log_q_rho - q3 * 0.5 * d * flow.log_beta_ratio
-    return ElboTerms(log_p - log_q, log_px, log_p_rho, log_pz, log_qz, log_q_rho, z0, rho0, zK, rhoK)
+    log_p = p1 * ends.log_px + p2 * log_p_rho + p3 * log_pz
+    log_q = q1 * log_qz + q2 * ends.log_q_rho - q3 * 0.5 * d * flow.log_beta_ratio
+    return ElboTerms(log_p - log_q, ends.log_px, log_p_rho, log_pz, log_qz, ends.log_q_rho, z0, ends.rho0,
+                     ends.zK, ends.rhoK)
 
 
 def loss(B: Backend, parts: Components, flow: Flow, params: Params, centroid_x: Array | None,
