@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--transitions", type=int, default=100)
     sample.add_argument("--eps", type=float, default=0.05, help="HMC leapfrog step size")
     sample.add_argument("--n-lf", type=int, default=10, help="leapfrog steps per HMC transition")
+    sample.add_argument("--beta0", type=float, default=1.0,
+                        help="temper each trajectory to this inverse temperature at its middle (default 1: none)")
     sample.add_argument("--prior", action="store_true", help="decode N(0, I) draws instead")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", default=None, help="output folder (default: the run folder)")
@@ -220,7 +222,7 @@ def _sample(args: argparse.Namespace) -> int:
 
     model, state, _, _ = _load_run(args.run_dir)
     drawn = model.sample(state, args.n, transitions=args.transitions, eps=args.eps, n_lf=args.n_lf,
-                         seed=args.seed) if not args.prior else model.sample_prior(state, args.n, seed=args.seed)
+                         beta0=args.beta0, seed=args.seed) if not args.prior else model.sample_prior(state, args.n, seed=args.seed)
     out = Path(args.out or args.run_dir)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "samples.npz", x=drawn.x, z=drawn.z)

@@ -57,7 +57,8 @@ def loss_curves(history: dict, path: Path) -> Path:
 
 def latent_map(model: RHVAE, state: TrainState, x: np.ndarray, labels: np.ndarray, path: Path,
                grid: int = 150) -> Path:
-    """Encoder means coloured by label over a heat map of ``log √det G⁻¹(z)``, with the centroids."""
+    """Encoder means coloured by label over heat maps of the learned volume ``log √det G⁻¹(z)``
+    (with the centroids) and, beside it, of the decoder's pull-back volume ``log √det JᵀJ``."""
     if model.config.latent_dim != 2:
         raise RhvaeError(f"the latent map needs latent_dim 2; this model has {model.config.latent_dim}")
     plt = _pyplot()
@@ -66,16 +67,20 @@ def latent_map(model: RHVAE, state: TrainState, x: np.ndarray, labels: np.ndarra
     lo = np.minimum(mu.min(axis=0), centroids.min(axis=0)) - 1.0
     hi = np.maximum(mu.max(axis=0), centroids.max(axis=0)) + 1.0
     u, v = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
-    points = np.stack([u.ravel(), v.ravel()], axis=1)
-    log_volume = np.concatenate([-0.5 * model.log_det_metric(state, chunk) for chunk in np.array_split(points, 10)])
-    fig, ax = plt.subplots(figsize=(7, 6), constrained_layout=True)
-    mesh = ax.pcolormesh(u, v, log_volume.reshape(grid, grid), cmap="viridis", shading="auto")
-    fig.colorbar(mesh, ax=ax, label="log √det G⁻¹(z)")
-    scatter = ax.scatter(mu[:, 0], mu[:, 1], c=labels, cmap="tab10", s=6, alpha=0.8)
-    ax.scatter(centroids[:, 0], centroids[:, 1], marker="x", c="white", s=14, lw=0.8, label="centroids")
-    fig.colorbar(scatter, ax=ax, label="label")
-    ax.set(xlabel="z₁", ylabel="z₂", title="Latent space: encoder means over the metric volume")
-    ax.legend(loc="upper right")
+    chunks = np.array_split(np.stack([u.ravel(), v.ravel()], axis=1), 10)
+    learned = np.concatenate([-0.5 * model.log_det_metric(state, c) for c in chunks])
+    pulled = np.concatenate([0.5 * np.linalg.slogdet(model.pullback_metric(state, c))[1] for c in chunks])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.4), constrained_layout=True)
+    panels = [(learned, "log √det G⁻¹(z)", "Learned metric volume (sampler target)"),
+              (pulled, "log √det J(z)ᵀJ(z)", "Decoder pull-back volume")]
+    for ax, (values, label, title) in zip(axes, panels):
+        mesh = ax.pcolormesh(u, v, values.reshape(grid, grid), cmap="viridis", shading="auto")
+        fig.colorbar(mesh, ax=ax, label=label, location="bottom", shrink=0.8)
+        scatter = ax.scatter(mu[:, 0], mu[:, 1], c=labels, cmap="tab10", s=6, alpha=0.8)
+        ax.set(xlabel="z₁", ylabel="z₂", title=title)
+    axes[0].scatter(centroids[:, 0], centroids[:, 1], marker="x", c="white", s=14, lw=0.8, label="centroids")
+    axes[0].legend(loc="upper right")
+    fig.colorbar(scatter, ax=axes, label="label", location="right", shrink=0.7)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -19,6 +19,7 @@ from rhvae.interfaces import Array, Backend, PreparedGradH
 from rhvae.math import aetk
 from rhvae.math import elbo as elbo_math
 from rhvae.math import geodesic as geodesic_math
+from rhvae.math import pullback
 from rhvae.math import sampler as sampler_math
 from rhvae.math.hamiltonian import Hamiltonian
 from rhvae.math.leapfrog import leapfrog_step
@@ -324,21 +325,27 @@ class RHVAE:
     # ------------------------------------------------------------------ generation
 
     def sample(self, state: TrainState, n: int, *, transitions: int = 100, eps: float = 0.05, n_lf: int = 10,
-               seed: int = 0, progress: bool = True) -> Samples:
+               beta0: float = 1.0, seed: int = 0, progress: bool = True) -> Samples:
         """``n`` draws from the Riemannian sampler: HMC on ``p(z) ∝ √det G⁻¹(z)`` under the frozen metric.
 
         ``n`` chains start at centroids drawn from ``seed`` and each runs ``transitions``
         Metropolis-corrected transitions of ``n_lf`` leapfrog steps of size ``eps``; the final
-        points are decoded. See :mod:`rhvae.math.sampler`.
+        points are decoded. ``beta0 < 1`` tempers each trajectory, heating it to inverse
+        temperature ``beta0`` at its middle (exact: the Metropolis step still applies). See
+        :mod:`rhvae.math.sampler`.
         """
         n = validation.check_count("n", n)
         transitions = validation.check_count("transitions", transitions)
         n_lf = validation.check_count("n_lf", n_lf)
         eps = validation.check_positive("eps", eps)
+        beta0 = validation.check_positive("beta0", beta0)
+        if beta0 > 1:
+            raise ValueError(f"beta0 must lie in (0, 1]; got {beta0!r}")
+        sampler_math.tempering_factors(n_lf, beta0)  # checks n_lf >= 2 when tempering
         metric, c = self._metric(state), self.config
         B = self.backend
-        fn = self._compile(f"hmc:{eps!r}:{n_lf}", lambda: lambda m, z, p, lu: sampler_math.hmc_transition(
-            B, sampler_math.VolumeTarget(m, c.T, c.lam, c.reduction), z, p, lu, eps, n_lf))
+        fn = self._compile(f"hmc:{eps!r}:{n_lf}:{beta0!r}", lambda: lambda m, z, p, lu: sampler_math.hmc_transition(
+            B, sampler_math.VolumeTarget(m, c.T, c.lam, c.reduction), z, p, lu, eps, n_lf, beta0))
         rng = np.random.default_rng((seed, _SAMPLE_STREAM))
         centroids = B.to_numpy(metric.centroids)
         z = self._array(centroids[rng.integers(centroids.shape[0], size=n)])
@@ -499,6 +506,21 @@ class RHVAE:
     def log_det_metric(self, state: TrainState, z: Any) -> np.ndarray:
         """``log det G(z) = -log det G⁻¹(z)``; ``(B,)``."""
         return self.backend.to_numpy(self._local_metric(state, z).logdet_G)
+
+    def pullback_metric(self, state: TrainState, z: Any) -> np.ndarray:
+        """The decoder's pull-back metric ``J(z)ᵀ J(z)``, ``J = ∂ mean(p(x|z)) / ∂z``; ``(B, d, d)``.
+
+        The geometry the decoder induces, for comparison with the learned ``G`` (see
+        :mod:`rhvae.math.pullback`).
+        """
+        B, dec = self.backend, self.components.decoder
+
+        def build():
+            def metric(p, zb):
+                return pullback.pullback_metric(B, lambda zz: dec.likelihood.mean(B, dec(B, p, zz)), zb)
+            return metric
+
+        return B.to_numpy(self._compile("pullback", build)(state.params["decoder"], self._array(self._latent(z))))
 
     def _hamiltonian(self, params: dict, metric: MetricState, x: Array) -> Hamiltonian:
         c, parts = self.config, self.components

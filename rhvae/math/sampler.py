@@ -9,11 +9,19 @@ Allassonnière's data-augmentation sampler; pythae's ``RHVAESampler``). With
 
 One transition is ``n_lf`` Euclidean leapfrog steps of size ``ε`` on ``U = -log p`` with unit
 momentum, then a Metropolis correction ``accept ⟺ log u < H(z, p) - H(z', p')``, per chain.
+
+Tempering (Neal 2011, "MCMC using Hamiltonian dynamics" §5.7): with ``h = ⌊n_lf/2⌋``, the
+momentum is multiplied by ``√α`` before each of the first ``h`` steps and divided by ``√α``
+after each of the last ``h``, ``α = β0^(-1/h)``: the chain is heated to inverse temperature
+``β0`` mid-trajectory, which carries it across low-volume gaps between clusters. The map stays
+volume-preserving and reversible, so the Metropolis step keeps the target exact.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
+
+import numpy as np
 
 from rhvae.interfaces import Array, Backend
 from rhvae.math.metric import MetricState, local_metric, trace_G_M, weight_gradient_sum
@@ -35,21 +43,44 @@ def log_volume_and_grad(B: Backend, target: VolumeTarget, z: Array) -> tuple[Arr
     return -0.5 * metric.logdet_G, weight_gradient_sum(B, z, s, target.state, target.T, target.reduction)
 
 
-def hmc_transition(B: Backend, target: VolumeTarget, z: Array, momentum: Array, log_u: Array,
-                   eps: float, n_lf: int) -> tuple[Array, Array]:
-    """One HMC transition per chain: ``(z (B, d), momentum (B, d) ~ N(0, I), log_u (B,) = log U(0, 1))``
-    to ``(z_next, accepted)`` with ``accepted`` 1.0 or 0.0 per chain."""
-    xp = B.xp
-    log_p0, grad0 = log_volume_and_grad(B, target, z)
+def tempering_factors(n_lf: int, beta0: float) -> tuple[np.ndarray, np.ndarray]:
+    """Momentum factors before and after each leapfrog step: ``√α`` before steps ``< h``,
+    ``1/√α`` after steps ``≥ n_lf - h``, 1 otherwise; ``h = ⌊n_lf/2⌋``, ``α = β0^(-1/h)``."""
+    before, after = np.ones(n_lf), np.ones(n_lf)
+    h = n_lf // 2
+    if beta0 != 1.0:
+        if h == 0:
+            raise ValueError(f"tempering (beta0={beta0}) needs n_lf >= 2 leapfrog steps; got n_lf={n_lf}")
+        root_alpha = beta0 ** (-0.5 / h)
+        before[:h], after[n_lf - h:] = root_alpha, 1.0 / root_alpha
+    return before, after
 
-    def step(_, carry):
+
+def trajectory(B: Backend, target: VolumeTarget, z: Array, momentum: Array, eps: float,
+               before: Array, after: Array) -> tuple[Array, Array]:
+    """``len(before)`` leapfrog steps on ``U = -log p``, momentum scaled by ``before[k]`` and ``after[k]``
+    around step ``k``; reversible: from ``(z', -p')`` it returns to ``(z, -p)``."""
+    _, grad0 = log_volume_and_grad(B, target, z)
+
+    def step(k, carry):
         zz, p, g = carry
-        p = p + 0.5 * eps * g
+        p = p * before[k] + 0.5 * eps * g
         zz = zz + eps * p
         _, g = log_volume_and_grad(B, target, zz)
-        return zz, p + 0.5 * eps * g, g
+        return zz, (p + 0.5 * eps * g) * after[k], g
 
-    z1, p1, _ = B.fori_loop(0, n_lf, step, (z, momentum, grad0))
+    z1, p1, _ = B.fori_loop(0, before.shape[0], step, (z, momentum, grad0))
+    return z1, p1
+
+
+def hmc_transition(B: Backend, target: VolumeTarget, z: Array, momentum: Array, log_u: Array,
+                   eps: float, n_lf: int, beta0: float = 1.0) -> tuple[Array, Array]:
+    """One HMC transition per chain: ``(z (B, d), momentum (B, d) ~ N(0, I), log_u (B,) = log U(0, 1))``
+    to ``(z_next, accepted)`` with ``accepted`` 1.0 or 0.0 per chain; tempered when ``beta0 < 1``."""
+    xp = B.xp
+    before, after = (B.constant(f, z.dtype) for f in tempering_factors(n_lf, beta0))
+    z1, p1 = trajectory(B, target, z, momentum, eps, before, after)
+    log_p0, _ = log_volume_and_grad(B, target, z)
     log_p1, _ = log_volume_and_grad(B, target, z1)
     h0 = -log_p0 + 0.5 * xp.sum(momentum * momentum, axis=-1)
     h1 = -log_p1 + 0.5 * xp.sum(p1 * p1, axis=-1)
