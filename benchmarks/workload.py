@@ -19,7 +19,7 @@ INPUT = 784
 LATENT = 4 if SMOKE else 16
 BATCH = 20 if SMOKE else 100
 HIDDEN_ENC, HIDDEN_METRIC = (32, 16) if SMOKE else (512, 400)
-HYPER = dict(eps=1e-3, beta0=0.09, T=1.5, lam=0.01, steps=3)
+HYPER = dict(K=3, eps=1e-3, beta0=0.09, T=1.5, lam=0.01, steps=3)
 FLOP_PER_SAMPLE = 35e6
 """Compute floor of one training sample (DESIGN §6), used for the fraction-of-floor column."""
 
@@ -40,7 +40,7 @@ def pythae_model():
     """pythae 0.1.2's RHVAE with the same networks and hyper-parameters (its own defaults)."""
     from pythae.models import RHVAE, RHVAEConfig
 
-    config = RHVAEConfig(input_dim=(INPUT,), latent_dim=LATENT, n_lf=HYPER["steps"], eps_lf=HYPER["eps"],
+    config = RHVAEConfig(input_dim=(INPUT,), latent_dim=LATENT, n_lf=HYPER["K"], eps_lf=HYPER["eps"],
                          beta_zero=HYPER["beta0"] ** 0.5, temperature=HYPER["T"], regularization=HYPER["lam"])
     return RHVAE(config)
 

@@ -130,7 +130,8 @@ def _implicit_flow(B: Backend, parts: Components, flow: Flow, H: Hamiltonian, z0
 def _aetk_flow(B: Backend, parts: Components, flow: Flow, H: Hamiltonian, z0: Array, xi_noise: Array,
                scales: Array) -> _FlowEnds:
     frozen0 = aetk.freeze(B, H, z0)
-    rho0 = sample_momentum(B, frozen0.metric, xi_noise) / math.sqrt(flow.beta0)
+    # AETK draws γ0 under ignore_derivatives: no gradient through G(z0)'s factor
+    rho0 = B.stop_gradient(sample_momentum(B, frozen0.metric, xi_noise)) / math.sqrt(flow.beta0)
     zK, rhoK, frozenK = aetk.tempered_trajectory(B, parts.grad_h, H, z0, rho0, frozen0, flow.eps, flow.steps,
                                                  scales)
     return _FlowEnds(rho0, momentum_log_prob(B, frozen0.metric, rho0), zK, rhoK, frozenK.log_likelihood,
