@@ -40,6 +40,9 @@ class RHVAEConfig:
     (less work per step, a different gradient); the default follows the full gradient.
     ``integrator``: ``"implicit"``, the paper's generalized leapfrog, or ``"aetk"``,
     AutoEncoderToolkit.jl's (:mod:`rhvae.math.aetk`; see :func:`rhvae.presets.aetk_compat`).
+    ``centroid_chunk``: sum over centroids in blocks of this many (memory ``O(B·chunk + N d²)``
+    for large ``N``); ``weight_tol``: centroid weights below it count as 0 (error bound in
+    :func:`rhvae.math.metric.centroid_weights`); see :class:`rhvae.math.metric.MetricSpec`.
     """
 
     input_dim: int
@@ -58,6 +61,8 @@ class RHVAEConfig:
     dtype: str = "float32"
     truncate_gradients: bool = False
     integrator: str = "implicit"
+    centroid_chunk: int | None = None
+    weight_tol: float = 0.0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -74,6 +79,12 @@ class RHVAEConfig:
         set_(self, "beta0", beta0)
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}; got {self.reduction!r}")
+        if self.centroid_chunk is not None:
+            set_(self, "centroid_chunk", _count("centroid_chunk", self.centroid_chunk))
+        weight_tol = float(self.weight_tol)
+        if not 0.0 <= weight_tol < 1.0:
+            raise ValueError(f"weight_tol must lie in [0, 1); got {self.weight_tol!r}")
+        set_(self, "weight_tol", weight_tol)
         if self.integrator not in INTEGRATORS:
             raise ValueError(f"integrator must be one of {INTEGRATORS}; got {self.integrator!r}")
         if not isinstance(self.truncate_gradients, bool):

@@ -23,7 +23,7 @@ from rhvae.math import pullback
 from rhvae.math import sampler as sampler_math
 from rhvae.math.hamiltonian import Hamiltonian
 from rhvae.math.leapfrog import leapfrog_step
-from rhvae.math.metric import MetricState, local_metric, metric_tensor
+from rhvae.math.metric import MetricSpec, MetricState, local_metric, metric_tensor
 from rhvae.optim import Adam
 from rhvae.registry import Registry, get_registry
 from rhvae.tree import tree_map
@@ -127,6 +127,7 @@ class RHVAE:
         self.betas = _check_betas(self.tempering(self.config.K, self.config.beta0), self.config)
         c = self.config
         aetk = c.integrator == "aetk"
+        self.metric_spec = MetricSpec(c.T, c.lam, c.reduction, c.centroid_chunk, c.weight_tol)
         if aetk and isinstance(self.components.grad_h, PreparedGradH):
             raise ValueError(f"integrator='aetk' differentiates AutoEncoderToolkit.jl's frozen Hamiltonian, "
                              f"which grad_h={self.components.grad_h!r} does not support; "
@@ -137,7 +138,7 @@ class RHVAE:
             eps=c.eps, steps=c.steps, beta0=c.beta0,
             momentum_scales=elbo_math.momentum_scales(self.betas),
             log_beta_ratio=float(math.log(self.betas[0] if aetk else self.betas[0] / self.betas[-1])),
-            T=c.T, lam=c.lam, reduction=c.reduction,
+            metric=self.metric_spec,
             logp_prefactor=c.logp_prefactor, logq_prefactor=c.logq_prefactor,
             truncate_gradients=c.truncate_gradients, integrator=c.integrator,
         )
@@ -342,16 +343,16 @@ class RHVAE:
         if beta0 > 1:
             raise ValueError(f"beta0 must lie in (0, 1]; got {beta0!r}")
         sampler_math.tempering_factors(n_lf, beta0)  # checks n_lf >= 2 when tempering
-        metric, c = self._metric(state), self.config
+        metric, spec = self._metric(state), self.metric_spec
         B = self.backend
         fn = self._compile(f"hmc:{eps!r}:{n_lf}:{beta0!r}", lambda: lambda m, z, p, lu: sampler_math.hmc_transition(
-            B, sampler_math.VolumeTarget(m, c.T, c.lam, c.reduction), z, p, lu, eps, n_lf, beta0))
+            B, sampler_math.VolumeTarget(m, spec), z, p, lu, eps, n_lf, beta0))
         rng = np.random.default_rng((seed, _SAMPLE_STREAM))
         centroids = B.to_numpy(metric.centroids)
         z = self._array(centroids[rng.integers(centroids.shape[0], size=n)])
         accepted = 0.0
         for _ in tqdm(range(transitions), desc="sampling", disable=not progress, leave=False):
-            momentum = rng.standard_normal((n, c.latent_dim))
+            momentum = rng.standard_normal((n, self.config.latent_dim))
             log_u = np.log(rng.uniform(size=n))
             z, acc = fn(metric, z, self._array(momentum), self._array(log_u))
             accepted = accepted + B.xp.sum(acc)  # stays on the device: no sync per transition
@@ -378,7 +379,7 @@ class RHVAE:
         learning_rate = validation.check_positive("learning_rate", learning_rate)
         ends = self._latent(np.stack([np.asarray(z0, dtype=float).reshape(-1), np.asarray(z1, dtype=float).reshape(-1)]),
                             "z0, z1")
-        metric, c, B = self._metric(state), self.config, self.backend
+        metric, spec, B = self._metric(state), self.metric_spec, self.backend
         opt = Adam(lr=learning_rate)  # the same Adam as training, on the path's interior points
 
         def path_of(interior, a, b):
@@ -386,8 +387,7 @@ class RHVAE:
 
         def build():
             def step(interior, opt_state, a, b, m):
-                e, g = B.value_and_grad(lambda p: geodesic_math.energy(
-                    B, path_of(p, a, b), m, c.T, c.lam, c.reduction))(interior)
+                e, g = B.value_and_grad(lambda p: geodesic_math.energy(B, path_of(p, a, b), m, spec))(interior)
                 new, new_state = opt.update(B, {"z": g}, opt_state, {"z": interior})
                 return new["z"], new_state, e
             return step
@@ -400,7 +400,7 @@ class RHVAE:
         for _ in tqdm(range(iterations), desc="geodesic", disable=not progress, leave=False):
             interior, opt_state, _ = step(interior, opt_state, a, b, metric)
         path = path_of(interior, a, b)
-        measure = lambda f, p: float(B.to_numpy(f(B, p, metric, c.T, c.lam, c.reduction)))  # noqa: E731
+        measure = lambda f, p: float(B.to_numpy(f(B, p, metric, spec)))  # noqa: E731
         z = B.to_numpy(path)
         return Geodesic(z, measure(geodesic_math.length, path), measure(geodesic_math.energy, path),
                         measure(geodesic_math.length, straight), self.decode(state, z))
@@ -491,8 +491,8 @@ class RHVAE:
         return self.decode(state, self.encode(state, x)[0])
 
     def _local_metric(self, state: TrainState, z: Any):
-        B, c = self.backend, self.config
-        fn = self._compile("local_metric", lambda: lambda m, zb: local_metric(B, zb, m, c.T, c.lam, c.reduction))
+        B, spec = self.backend, self.metric_spec
+        fn = self._compile("local_metric", lambda: lambda m, zb: local_metric(B, zb, m, spec))
         return fn(self._metric(state), self._array(self._latent(z)))
 
     def G_inv(self, state: TrainState, z: Any) -> np.ndarray:
@@ -523,9 +523,8 @@ class RHVAE:
         return B.to_numpy(self._compile("pullback", build)(state.params["decoder"], self._array(self._latent(z))))
 
     def _hamiltonian(self, params: dict, metric: MetricState, x: Array) -> Hamiltonian:
-        c, parts = self.config, self.components
-        return Hamiltonian(self.backend, x, parts.decoder, params["decoder"], parts.prior, metric,
-                           c.T, c.lam, c.reduction)
+        parts = self.components
+        return Hamiltonian(self.backend, x, parts.decoder, params["decoder"], parts.prior, metric, self.metric_spec)
 
     def _phase_point(self, state: TrainState, x: Any, z: Any, rho: Any) -> tuple[Array, ...]:
         xo = self._data(x, "x", target=True)

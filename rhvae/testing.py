@@ -174,10 +174,11 @@ def _grad_h_inputs(obj: Any, rng: np.random.Generator) -> dict[str, Any]:
 
 def _grad_h_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
     from rhvae.math.hamiltonian import Hamiltonian
-    from rhvae.math.metric import MetricState
+    from rhvae.math.metric import MetricSpec, MetricState
 
     prior = get_registry().create("prior", "spherical")
-    H = Hamiltonian(B, a["x"], a["decoder"], a["params"], prior, MetricState(a["centroids"], a["M"]), T=0.8, lam=0.1)
+    H = Hamiltonian(B, a["x"], a["decoder"], a["params"], prior, MetricState(a["centroids"], a["M"]),
+                    MetricSpec(T=0.8, lam=0.1))
     z, rho, xp = a["z"], a["rho"], B.xp
     return {
         "grad_z": obj.grad_z(B, H, z, rho),

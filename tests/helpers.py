@@ -17,3 +17,17 @@ def small_model(backend: str = "torch", device: str = "cpu", *, input_dim: int =
         metric=reg.create("metric", "mlp", hidden=(hidden,), activation="tanh"),
         **hyper,
     )
+
+
+def avals(jaxpr):
+    """Every intermediate abstract value of a jaxpr, sub-jaxprs (loops, custom rules) included."""
+    from jax.extend.core import ClosedJaxpr, Jaxpr
+
+    for eqn in jaxpr.eqns:
+        yield from (v.aval for v in eqn.outvars)
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                if isinstance(sub, ClosedJaxpr):
+                    yield from avals(sub.jaxpr)
+                elif isinstance(sub, Jaxpr):
+                    yield from avals(sub)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from helpers import small_model
+from helpers import avals, small_model
 
 
 def _cache_sizes(model) -> dict[str, int]:
@@ -25,20 +25,6 @@ def test_training_steps_and_chunked_evaluation_compile_once(rng):
     np.testing.assert_allclose(full, np.mean(per_row), rtol=1e-5)
 
 
-def _avals(jaxpr):
-    """Every intermediate abstract value of a closed jaxpr, sub-jaxprs (loops, custom rules) included."""
-    from jax.extend.core import ClosedJaxpr, Jaxpr
-
-    for eqn in jaxpr.eqns:
-        yield from (v.aval for v in eqn.outvars)
-        for param in eqn.params.values():
-            for sub in param if isinstance(param, (tuple, list)) else (param,):
-                if isinstance(sub, ClosedJaxpr):
-                    yield from _avals(sub.jaxpr)
-                elif isinstance(sub, Jaxpr):
-                    yield from _avals(sub)
-
-
 def test_the_training_step_never_materialises_a_batch_by_centroid_tensor(rng):
     """Memory stays O(B N + N d²): no intermediate has a (B, N, ...) block with anything after N
     (loop residuals stacked as (K, steps, B, N) are fine: still linear in B N)."""
@@ -50,7 +36,7 @@ def test_the_training_step_never_materialises_a_batch_by_centroid_tensor(rng):
     state = model.init(seed=0, centroids=rng.uniform(size=(n_centroids, 6)))
     noise = model._noise(batch, None, 0)
     jaxpr = jax.make_jaxpr(model._step_fn())(state.params, state.opt_state, *model._batch_arrays(state, x, x, noise))
-    shapes = [tuple(a.shape) for a in _avals(jaxpr.jaxpr) if hasattr(a, "shape")]
+    shapes = [tuple(a.shape) for a in avals(jaxpr.jaxpr) if hasattr(a, "shape")]
     assert any(s[:2] == (batch, n_centroids) for s in shapes)          # the (B, N) weights exist
     offending = [s for s in shapes
                  if any(s[i:i + 2] == (batch, n_centroids) and len(s) > i + 2 for i in range(len(s)))]

@@ -13,7 +13,7 @@ from rhvae.testing import normwise_error
 from helpers import small_model
 from rhvae.math import leapfrog
 from rhvae.math.hamiltonian import Hamiltonian
-from rhvae.math.metric import MetricState, local_metric, lower_triangular
+from rhvae.math.metric import MetricSpec, MetricState, local_metric, lower_triangular
 from rhvae.model import Noise
 from rhvae.optim import Adam
 
@@ -43,7 +43,7 @@ def test_inverse_metric_matches_an_explicit_loop_over_centroids(backend, reducti
     L = np.tril(rng.standard_normal((N, d, d)))
     M = L @ L.transpose(0, 2, 1)
     state = MetricState(B.asarray(c, "float64"), B.asarray(M, "float64"))
-    m = local_metric(B, B.asarray(z, "float64"), state, T, lam, reduction)
+    m = local_metric(B, B.asarray(z, "float64"), state, MetricSpec(T, lam, reduction))
     a = 1.0 if reduction == "sum" else 1.0 / N
     for b in range(z.shape[0]):
         expected = lam * np.eye(d) + a * sum(M[i] * np.exp(-np.sum((z[b] - c[i]) ** 2) / T**2) for i in range(N))
@@ -57,7 +57,7 @@ def _isotropic_hamiltonian(B, x, c, T, lam, decoder_params, sigma):
     decoder = reg.create("decoder", "gaussian_mlp", hidden=(), sigma=sigma)
     prior = reg.create("prior", "spherical")
     state = MetricState(B.asarray(c[None], "float64"), B.asarray(np.eye(c.size)[None], "float64"))
-    return Hamiltonian(B, B.asarray(x, "float64"), decoder, decoder_params, prior, state, T, lam)
+    return Hamiltonian(B, B.asarray(x, "float64"), decoder, decoder_params, prior, state, MetricSpec(T, lam))
 
 
 @pytest.mark.parametrize("grad_h", ["autodiff", "finite"])
@@ -96,10 +96,10 @@ def test_constant_metric_when_T_is_huge(backend, rng):
     state = MetricState(B.asarray(rng.standard_normal((N, d)), "float64"),
                         B.asarray(np.tile(np.eye(d), (N, 1, 1)), "float64"))
     z, rho = rng.standard_normal((3, d)), rng.standard_normal((3, d))
-    m = local_metric(B, B.asarray(z, "float64"), state, 1e8, lam)
+    m = local_metric(B, B.asarray(z, "float64"), state, MetricSpec(1e8, lam))
     np.testing.assert_allclose(B.to_numpy(m.G_inv), np.broadcast_to((N + lam) * np.eye(d), (3, d, d)), rtol=1e-12)
     np.testing.assert_allclose(B.to_numpy(m.logdet_G), -d * math.log(N + lam), rtol=1e-12)
-    H = Hamiltonian(B, None, None, None, None, state, 1e8, lam)
+    H = Hamiltonian(B, None, None, None, None, state, MetricSpec(1e8, lam))
     zb, rb = B.asarray(z, "float64"), B.asarray(rho, "float64")
     g = B.grad(lambda zz: B.xp.sum(H.kinetic(zz, rb)))(zb)
     assert np.max(np.abs(B.to_numpy(g))) < 1e-12
@@ -219,7 +219,7 @@ def test_initial_momentum_has_covariance_G(backend, rng):
     G_inv = A @ A.T + 0.5 * np.eye(3)
     m = local_metric(B, B.asarray(np.zeros((1, 3)), "float64"),
                      MetricState(B.asarray(np.zeros((1, 3)), "float64"), B.asarray(G_inv[None], "float64")),
-                     1.0, 1e-9)
+                     MetricSpec(1.0, 1e-9))
     n = 200_000
     xi = rng.standard_normal((n, 3))
     chol = B.xp.broadcast_to(m.chol, (n, 3, 3))

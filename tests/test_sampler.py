@@ -9,7 +9,7 @@ from scipy import stats
 import rhvae
 from helpers import small_model
 from rhvae.math import sampler
-from rhvae.math.metric import metric_state
+from rhvae.math.metric import MetricSpec, metric_state
 from rhvae.testing import normwise_error
 
 
@@ -20,7 +20,7 @@ def _backend(name: str):
 def _random_target(B, rng, n=6, d=3, T=0.9, lam=0.05, reduction="sum"):
     L = np.tril(rng.normal(size=(n, d, d)), -1) + np.eye(d) * np.exp(rng.normal(size=(n, 1, d)) * 0.3)
     state = metric_state(B, B.asarray(rng.normal(size=(n, d)), "float64"), B.asarray(L, "float64"))
-    return sampler.VolumeTarget(state, T, lam, reduction)
+    return sampler.VolumeTarget(state, MetricSpec(T, lam, reduction))
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
@@ -111,7 +111,7 @@ def test_tempering_carries_chains_across_a_low_volume_gap():
     B = _backend("torch")
     c = np.array([[-2.5, 0.0], [2.5, 0.0]])
     state = metric_state(B, B.asarray(c, "float64"), B.asarray(np.sqrt(3.0) * np.stack([np.eye(2)] * 2), "float64"))
-    target = sampler.VolumeTarget(state, 0.8, 1e-3)
+    target = sampler.VolumeTarget(state, MetricSpec(0.8, 1e-3))
     right = {}
     for beta0 in (1.0, 0.1):
         rng = np.random.default_rng(0)

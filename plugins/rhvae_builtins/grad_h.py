@@ -81,5 +81,5 @@ class Analytic:
         return self.grad_z_at(B, H, self.prepare(B, H, z), rho)
 
     def grad_rho(self, B: Backend, H, z: Array, rho: Array) -> Array:
-        G_inv, _ = inverse_metric(B, z, H.metric_state, H.T, H.lam, H.reduction)
+        G_inv, _ = inverse_metric(B, z, H.metric_state, H.spec)
         return gradients.grad_rho(B, G_inv, rho)

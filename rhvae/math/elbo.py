@@ -23,7 +23,7 @@ from rhvae.interfaces import Array, Backend, Decoder, Encoder, GradH, LogPrior, 
 from rhvae.math import aetk
 from rhvae.math.hamiltonian import Hamiltonian
 from rhvae.math.leapfrog import prepare, tempered_trajectory
-from rhvae.math.metric import (LocalMetric, MetricState, lower_triangular, metric_state, momentum_log_prob,
+from rhvae.math.metric import (LocalMetric, MetricSpec, MetricState, lower_triangular, metric_state, momentum_log_prob,
                                sample_momentum)
 
 
@@ -49,9 +49,7 @@ class Flow(NamedTuple):
     beta0: float
     momentum_scales: np.ndarray
     log_beta_ratio: float
-    T: float
-    lam: float
-    reduction: str
+    metric: MetricSpec
     logp_prefactor: tuple[float, float, float]
     logq_prefactor: tuple[float, float, float]
     truncate_gradients: bool = False
@@ -154,8 +152,7 @@ def elbo_terms(B: Backend, parts: Components, flow: Flow, params: Params, metric
     xp = B.xp
     mu, log_sigma = parts.encoder(B, params["encoder"], x_in) if encoded is None else encoded
     z0 = mu + xp.exp(log_sigma) * eps_noise
-    H = Hamiltonian(B, x_out, parts.decoder, params["decoder"], parts.prior, metric,
-                    flow.T, flow.lam, flow.reduction)
+    H = Hamiltonian(B, x_out, parts.decoder, params["decoder"], parts.prior, metric, flow.metric)
     ends = _FLOWS[flow.integrator](B, parts, flow, H, z0, xi_noise, B.constant(flow.momentum_scales, z0.dtype))
 
     d = z0.shape[-1]

@@ -13,24 +13,23 @@ Adam from the straight line.
 from __future__ import annotations
 
 from rhvae.interfaces import Array, Backend
-from rhvae.math.metric import MetricState, local_metric
+from rhvae.math.metric import MetricSpec, MetricState, local_metric
 
 
-def segment_norms_sq(B: Backend, path: Array, state: MetricState, T: float, lam: float,
-                     reduction: str = "sum") -> Array:
+def segment_norms_sq(B: Backend, path: Array, state: MetricState, spec: MetricSpec) -> Array:
     """``Δ_tᵀ G(m_t) Δ_t`` for each of the ``n`` segments of ``path (n + 1, d)``: ``(n,)``."""
     delta = path[1:] - path[:-1]
-    metric = local_metric(B, 0.5 * (path[1:] + path[:-1]), state, T, lam, reduction)
+    metric = local_metric(B, 0.5 * (path[1:] + path[:-1]), state, spec)
     u = B.solve_triangular(metric.chol, delta[..., None], lower=True)[..., 0]
     return B.xp.sum(u * u, axis=-1)
 
 
-def energy(B: Backend, path: Array, state: MetricState, T: float, lam: float, reduction: str = "sum") -> Array:
+def energy(B: Backend, path: Array, state: MetricState, spec: MetricSpec) -> Array:
     """``n Σ_t Δ_tᵀ G(m_t) Δ_t`` for a path of ``n`` segments (time step ``1/n``)."""
-    sq = segment_norms_sq(B, path, state, T, lam, reduction)
+    sq = segment_norms_sq(B, path, state, spec)
     return sq.shape[0] * B.xp.sum(sq)
 
 
-def length(B: Backend, path: Array, state: MetricState, T: float, lam: float, reduction: str = "sum") -> Array:
+def length(B: Backend, path: Array, state: MetricState, spec: MetricSpec) -> Array:
     """``Σ_t √(Δ_tᵀ G(m_t) Δ_t)``."""
-    return B.xp.sum(B.xp.sqrt(segment_norms_sq(B, path, state, T, lam, reduction)))
+    return B.xp.sum(B.xp.sqrt(segment_norms_sq(B, path, state, spec)))

@@ -9,11 +9,11 @@ scale (1 for "sum", 1/N for "mean"):
 - ``∇z U = -∇z log p(x|z) - ∇z log p(z)``, the likelihood term by one vector-Jacobian
   product of the decoder, the prior term from ``prior.grad_log_prob`` when it has one.
 
-``ρᵀM_iρ = ⟨ρρᵀ, M_i⟩`` and ``tr(G M_i) = ⟨G, M_i⟩`` (all symmetric) are one
-``(B, P) × (P, N)`` product each over packed upper triangles, ``P = d(d+1)/2``: memory
-``O(B N + B d² + N d²)``, never ``(B, N, d, d)``.
-Everything that depends only on the position (``∇z U``, ``w``, ``G``, ``⟨G, M_i⟩``, ``G⁻¹``)
-is computed once per position by :func:`position_terms` and reused for every momentum.
+``s_i = ⟨ρρᵀ - G, M_i⟩ w_i`` (all symmetric) is one ``(B, P) × (P, N)`` product over packed
+upper triangles, ``P = d(d+1)/2``: memory ``O(B N + B d² + N d²)``, never ``(B, N, d, d)``
+(``O(B·chunk + N d²)`` with a chunked :class:`~rhvae.math.metric.MetricSpec`).
+Everything that depends only on the position (``∇z U``, ``w``, ``G``, ``G⁻¹``) is computed
+once per position by :func:`position_terms` and reused for every momentum.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from rhvae.interfaces import Array, Backend
 from rhvae.math.hamiltonian import Hamiltonian
-from rhvae.math.metric import LocalMetric, packed_matrices, symmetric_inner, trace_G_M, weight_gradient_sum
+from rhvae.math.metric import LocalMetric, metric_tensor, weighted_gradient
 
 
 class PositionTerms(NamedTuple):
@@ -31,7 +31,7 @@ class PositionTerms(NamedTuple):
 
     z: Array
     grad_potential: Array   # ∇z U, (B, d)
-    trace_GM: Array         # ⟨G, M_i⟩, (B, N)
+    G: Array                # the metric G(z), (B, d, d)
     metric: LocalMetric     # G⁻¹, its Cholesky factor, log det G, the weights w
     log_likelihood: Array   # log p(x | z), (B,)
 
@@ -55,18 +55,16 @@ def grad_potential(B: Backend, H: Hamiltonian, z: Array) -> tuple[Array, Array]:
 
 
 def position_terms(B: Backend, H: Hamiltonian, z: Array) -> PositionTerms:
-    """``∇z U``, ``⟨G, M_i⟩``, the local metric and ``log p(x|z)`` at ``z``."""
+    """``∇z U``, ``G``, the local metric and ``log p(x|z)`` at ``z``."""
     metric = H.metric(z)
-    trace_GM = trace_G_M(B, metric, H.metric_state)
     grad_u, log_likelihood = grad_potential(B, H, z)
-    return PositionTerms(z, grad_u, trace_GM, metric, log_likelihood)
+    return PositionTerms(z, grad_u, metric_tensor(B, metric), metric, log_likelihood)
 
 
 def grad_kinetic_z(B: Backend, H: Hamiltonian, terms: PositionTerms, rho: Array) -> Array:
-    """``∇z κ(z, ρ) = -(a/T²) [z Σ_i s_i - Σ_i s_i c_i]``, ``s_i = (⟨ρρᵀ, M_i⟩ - ⟨G, M_i⟩) w_i``."""
-    quad = symmetric_inner(B, rho[:, :, None] * rho[:, None, :], packed_matrices(B, H.metric_state))
-    s = (quad - terms.trace_GM) * terms.metric.weights
-    return weight_gradient_sum(B, terms.z, s, H.metric_state, H.T, H.reduction)
+    """``∇z κ(z, ρ) = -(a/T²) [z Σ_i s_i - Σ_i s_i c_i]``, ``s_i = ⟨ρρᵀ - G, M_i⟩ w_i``."""
+    A = rho[:, :, None] * rho[:, None, :] - terms.G
+    return weighted_gradient(B, terms.z, A, terms.metric, H.metric_state, H.spec)
 
 
 def grad_z(B: Backend, H: Hamiltonian, terms: PositionTerms, rho: Array) -> Array:

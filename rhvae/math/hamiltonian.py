@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from rhvae.interfaces import Array, Backend, Decoder, LogPrior, Params
-from rhvae.math.metric import LocalMetric, MetricState, local_metric, momentum_log_prob
+from rhvae.math.metric import LocalMetric, MetricSpec, MetricState, local_metric, momentum_log_prob
 
 
 @dataclass(frozen=True)
 class Hamiltonian:
-    """``H(z, ρ)`` for data ``x (B, D)`` under a decoder and a metric state (both closed over)."""
+    """``H(z, ρ)`` for data ``x (B, D)`` under a decoder and a metric state with its settings (closed over)."""
 
     B: Backend
     x: Array
@@ -24,9 +24,7 @@ class Hamiltonian:
     decoder_params: Params
     prior: LogPrior
     metric_state: MetricState
-    T: float
-    lam: float
-    reduction: str = "sum"
+    spec: MetricSpec
 
     def log_likelihood(self, z: Array) -> Array:
         """``log p(x | z)``, ``(B,)``."""
@@ -39,7 +37,7 @@ class Hamiltonian:
 
     def metric(self, z: Array) -> LocalMetric:
         """``G⁻¹(z)``, its Cholesky factor, ``log det G`` and the centroid weights."""
-        return local_metric(self.B, z, self.metric_state, self.T, self.lam, self.reduction)
+        return local_metric(self.B, z, self.metric_state, self.spec)
 
     def kinetic(self, z: Array, rho: Array, metric: LocalMetric | None = None) -> Array:
         """``κ(z, ρ) = ½ (d log 2π + log det G(z)) + ½ ρᵀ G⁻¹(z) ρ``, ``(B,)``."""

@@ -17,6 +17,22 @@ from rhvae.interfaces import Array, Backend
 REDUCTIONS = ("sum", "mean")
 
 
+class MetricSpec(NamedTuple):
+    """The static settings of ``G⁻¹``: temperature ``T``, regulariser ``lam``, ``reduction``.
+
+    ``chunk``: when set and smaller than the number of centroids ``N``, every sum over centroids
+    runs over blocks of ``chunk`` centroids, so memory is ``O(B·chunk + N d²)`` instead of
+    ``O(B N + N d²)``; the numbers are the same up to the summation order. ``tol``: weights
+    ``w_i < tol`` count as 0 (:func:`centroid_weights` states the error this implies).
+    """
+
+    T: float
+    lam: float
+    reduction: str = "sum"
+    chunk: int | None = None
+    tol: float = 0.0
+
+
 class MetricState(NamedTuple):
     """Centroids ``c (N, d)`` and matrices ``M (N, d, d)`` that define ``G⁻¹``.
 
@@ -34,13 +50,14 @@ class LocalMetric(NamedTuple):
     """The metric at a batch of points ``z (B, d)``.
 
     ``G_inv (B, d, d)``; ``chol (B, d, d)`` lower, ``G_inv = chol cholᵀ``; ``logdet_G (B,)``;
-    ``weights (B, N)`` the centroid weights ``w_i = exp(-‖z - c_i‖²/T²)``.
+    ``weights (B, N)`` the centroid weights ``w_i = exp(-‖z - c_i‖²/T²)``, or ``None`` when the
+    sums over centroids run in chunks (they are recomputed block by block instead).
     """
 
     G_inv: Array
     chol: Array
     logdet_G: Array
-    weights: Array
+    weights: Array | None
 
 
 def _tril_gather_index(d: int) -> np.ndarray:
@@ -116,17 +133,23 @@ def packed_matrices(B: Backend, state: MetricState) -> Array:
     return state.M_packed if state.M_packed is not None else pack_symmetric(B, state.M)
 
 
-def centroid_weights(B: Backend, z: Array, centroids: Array, T: float) -> Array:
+def centroid_weights(B: Backend, z: Array, centroids: Array, T: float, tol: float = 0.0) -> Array:
     """``w_bi = exp(-‖z_b - c_i‖² / T²)``; ``(B, d), (N, d) -> (B, N)``.
 
     ``‖z - c‖² = ‖z‖² + ‖c‖² - 2 z·c`` is one ``(B, d) × (d, N)`` product instead of a
     ``(B, N, d)`` difference tensor (the exponent is clamped at 0 against round-off).
+
+    ``tol > 0`` sets the weights below ``tol`` to 0. Each dropped term of ``G⁻¹ = a Σ_i w_i M_i + λI``
+    is at most ``a tol ‖M_i‖₂``, so the truncated inverse metric satisfies
+    ``‖G⁻¹ - G̃⁻¹‖₂ ≤ a tol Σ_i tr M_i``, and, both being ``⪰ λI``,
+    ``‖G - G̃‖₂ ≤ ‖G⁻¹ - G̃⁻¹‖₂ / λ²``.
     """
     xp = B.xp
     inv_t2 = 1.0 / (T * T)
     log_w = (xp.matmul(z * (2.0 * inv_t2), centroids.mT) - inv_t2 * xp.sum(z * z, axis=-1)[:, None]
              - inv_t2 * xp.sum(centroids * centroids, axis=-1)[None, :])
-    return xp.exp(xp.clip(log_w, None, 0.0))
+    w = xp.exp(xp.clip(log_w, None, 0.0))
+    return xp.where(w < tol, xp.zeros_like(w), w) if tol > 0 else w
 
 
 def reduction_scale(state: MetricState, reduction: str) -> float:
@@ -134,38 +157,79 @@ def reduction_scale(state: MetricState, reduction: str) -> float:
     return 1.0 / state.centroids.shape[0] if reduction == "mean" else 1.0
 
 
-def trace_G_M(B: Backend, metric: LocalMetric, state: MetricState) -> Array:
-    """``tr(G(z_b) M_i) = ⟨G(z_b), M_i⟩`` for every point and centroid, ``(B, N)``."""
-    return symmetric_inner(B, metric_tensor(B, metric), packed_matrices(B, state))
+def _is_chunked(state: MetricState, spec: MetricSpec) -> bool:
+    return spec.chunk is not None and spec.chunk < state.centroids.shape[0]
 
 
-def weight_gradient_sum(B: Backend, z: Array, s: Array, state: MetricState, T: float,
-                        reduction: str = "sum") -> Array:
-    """``½ a Σ_i u_i ∇z w_i = -(a/T²) [z Σ_i s_i - Σ_i s_i c_i]`` for ``s_i = u_i w_i (B, N)``,
-    from ``∇z w_i = -2 (z - c_i) w_i / T²``; ``(B, d)``."""
+def _centroid_blocks(B: Backend, state: MetricState, chunk: int) -> tuple[Array, Array]:
+    """Centroids ``(n, chunk, d)`` and packed ``M`` ``(n, chunk, P)``, padded with ``M = 0``
+    centroids, which add nothing to any sum over centroids."""
     xp = B.xp
-    return -(reduction_scale(state, reduction) / (T * T)) * (
-        z * xp.sum(s, axis=-1, keepdims=True) - xp.matmul(s, state.centroids))
+    c, packed = state.centroids, packed_matrices(B, state)
+    N, d = c.shape
+    n = -(-N // chunk)
+    pad = n * chunk - N
+    if pad:
+        c = xp.concatenate([c, B.constant(np.zeros((pad, d)), c.dtype)], axis=0)
+        packed = xp.concatenate([packed, B.constant(np.zeros((pad, packed.shape[-1])), packed.dtype)], axis=0)
+    return c.reshape(n, chunk, d), packed.reshape(n, chunk, packed.shape[-1])
 
 
-def inverse_metric(B: Backend, z: Array, state: MetricState, T: float, lam: float,
-                   reduction: str = "sum") -> tuple[Array, Array]:
-    """``G⁻¹(z) = a Σ_i M_i w_i(z) + λ I``; ``z (B, d) -> (G_inv (B, d, d), w (B, N))``.
+def sum_over_centroids(B: Backend, z: Array, state: MetricState, spec: MetricSpec, term, init):
+    """``Σ_blocks term(w, c, M_packed)`` over blocks of ``spec.chunk`` centroids (``init``: the zero
+    accumulators, a tuple of arrays); memory ``O(B·chunk)`` per block."""
+    centroids, packed = _centroid_blocks(B, state, spec.chunk)
 
-    The sum is one ``(B, N) × (N, d(d+1)/2)`` product over the packed upper triangles of the
-    symmetric ``M_i``, then unpacked: memory ``O(B N + N d²)``, never ``(B, N, d, d)``.
+    def body(k, acc):
+        c = centroids[k]
+        return tuple(a + t for a, t in zip(acc, term(centroid_weights(B, z, c, spec.T, spec.tol), c, packed[k])))
+
+    return B.fori_loop(0, centroids.shape[0], body, init)
+
+
+def weighted_gradient(B: Backend, z: Array, A: Array, metric: LocalMetric, state: MetricState,
+                      spec: MetricSpec) -> Array:
+    """``½ a Σ_i ⟨A_b, M_i⟩ ∇z w_i = -(a/T²) [z Σ_i s_i - Σ_i s_i c_i]``, ``s_i = ⟨A_b, M_i⟩ w_i``,
+    from ``∇z w_i = -2 (z - c_i) w_i / T²``, for symmetric ``A (B, d, d)``; ``(B, d)``.
+
+    One ``(B, P) × (P, N)`` product (``P = d(d+1)/2``) with ``metric.weights``, or block by block.
     """
-    w = centroid_weights(B, z, state.centroids, T)
-    scale = reduction_scale(state, reduction)
+    xp = B.xp
+    if metric.weights is not None:
+        s = symmetric_inner(B, A, packed_matrices(B, state)) * metric.weights
+        total, moment = xp.sum(s, axis=-1, keepdims=True), xp.matmul(s, state.centroids)
+    else:
+        def term(w, c, packed):
+            s = symmetric_inner(B, A, packed) * w
+            return xp.sum(s, axis=-1, keepdims=True), xp.matmul(s, c)
+
+        total, moment = sum_over_centroids(B, z, state, spec, term, (xp.zeros_like(z[:, :1]), xp.zeros_like(z)))
+    return -(reduction_scale(state, spec.reduction) / (spec.T * spec.T)) * (z * total - moment)
+
+
+def inverse_metric(B: Backend, z: Array, state: MetricState, spec: MetricSpec) -> tuple[Array, Array | None]:
+    """``G⁻¹(z) = a Σ_i M_i w_i(z) + λ I``; ``z (B, d) -> (G_inv (B, d, d), w (B, N) or None)``.
+
+    The sum is a ``(B, N) × (N, d(d+1)/2)`` product over the packed upper triangles of the
+    symmetric ``M_i``, then unpacked: memory ``O(B N + N d²)``, never ``(B, N, d, d)``; in
+    blocks of ``spec.chunk`` centroids (``w`` is then ``None``), ``O(B·chunk + N d²)``.
+    """
+    xp = B.xp
     d = z.shape[-1]
-    packed = B.xp.matmul(w, packed_matrices(B, state))
-    return scale * unpack_symmetric(B, packed, d) + lam * B.constant(np.eye(d), z.dtype), w
+    if _is_chunked(state, spec):
+        w = None
+        zeros = B.constant(np.zeros((z.shape[0], d * (d + 1) // 2)), z.dtype)
+        (packed,) = sum_over_centroids(B, z, state, spec, lambda wc, c, pc: (xp.matmul(wc, pc),), (zeros,))
+    else:
+        w = centroid_weights(B, z, state.centroids, spec.T, spec.tol)
+        packed = xp.matmul(w, packed_matrices(B, state))
+    scale = reduction_scale(state, spec.reduction)
+    return scale * unpack_symmetric(B, packed, d) + spec.lam * B.constant(np.eye(d), z.dtype), w
 
 
-def local_metric(B: Backend, z: Array, state: MetricState, T: float, lam: float,
-                 reduction: str = "sum") -> LocalMetric:
+def local_metric(B: Backend, z: Array, state: MetricState, spec: MetricSpec) -> LocalMetric:
     """``G⁻¹(z)``, its Cholesky factor and ``log det G = -2 Σ_j log C_jj``."""
-    G_inv, w = inverse_metric(B, z, state, T, lam, reduction)
+    G_inv, w = inverse_metric(B, z, state, spec)
     chol = B.cholesky(G_inv)
     logdet_G = -2.0 * B.xp.sum(B.xp.log(B.xp.linalg.diagonal(chol)), axis=-1)
     return LocalMetric(G_inv, chol, logdet_G, w)

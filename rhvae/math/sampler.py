@@ -24,23 +24,21 @@ from typing import NamedTuple
 import numpy as np
 
 from rhvae.interfaces import Array, Backend
-from rhvae.math.metric import MetricState, local_metric, trace_G_M, weight_gradient_sum
+from rhvae.math.metric import MetricSpec, MetricState, local_metric, metric_tensor, weighted_gradient
 
 
 class VolumeTarget(NamedTuple):
-    """The frozen metric ``G⁻¹`` that defines the target, with its temperature and regulariser."""
+    """The frozen metric ``G⁻¹`` that defines the target, and its settings."""
 
     state: MetricState
-    T: float
-    lam: float
-    reduction: str = "sum"
+    spec: MetricSpec
 
 
 def log_volume_and_grad(B: Backend, target: VolumeTarget, z: Array) -> tuple[Array, Array]:
     """``(½ log det G⁻¹(z), its gradient)``, ``(B,)`` and ``(B, d)``."""
-    metric = local_metric(B, z, target.state, target.T, target.lam, target.reduction)
-    s = trace_G_M(B, metric, target.state) * metric.weights
-    return -0.5 * metric.logdet_G, weight_gradient_sum(B, z, s, target.state, target.T, target.reduction)
+    metric = local_metric(B, z, target.state, target.spec)
+    return -0.5 * metric.logdet_G, weighted_gradient(B, z, metric_tensor(B, metric), metric, target.state,
+                                                     target.spec)
 
 
 def tempering_factors(n_lf: int, beta0: float) -> tuple[np.ndarray, np.ndarray]:
