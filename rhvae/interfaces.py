@@ -52,6 +52,27 @@ class Backend(Protocol):
     def devices(self) -> list[str]: ...
 
 
+class DataParallel(Protocol):
+    """How one training step is split across processes or devices (``fit(distributed=True)``).
+
+    A backend offers it through an optional ``data_parallel()`` method. Each process reads the
+    rows ``local_rows(n)`` of every global batch of ``n`` rows; ``place`` turns them into what
+    the compiled step consumes (e.g. one array sharded over devices); ``weighted_sum`` adds
+    ``weight × tree`` over processes (the weight is ``n_local / n``, so the sum is the gradient
+    of the global mean); ``gather_rows`` concatenates every process's rows in rank order.
+    """
+
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool: ...
+    def local_rows(self, n: int) -> slice: ...
+    def place(self, x: Array) -> Array: ...
+    def weighted_sum(self, tree: Any, weight: float) -> Any: ...
+    def gather_rows(self, x: Array) -> Array: ...
+
+
 @runtime_checkable
 class Encoder(Protocol):
     """``x (B, D) -> (mu (B, d), log_sigma (B, d))``; ``log_sigma`` is the log standard deviation."""

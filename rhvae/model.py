@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 from rhvae import checkpoint, validation
 from rhvae.config import RHVAEConfig
 from rhvae.errors import RhvaeError
-from rhvae.interfaces import Array, Backend, PreparedGradH
+from rhvae.data import Rows
+from rhvae.interfaces import Array, Backend, DataParallel, PreparedGradH
 from rhvae.math import aetk
 from rhvae.math import elbo as elbo_math
 from rhvae.math import geodesic as geodesic_math
@@ -177,15 +178,45 @@ class RHVAE:
             raise ValueError(f"x_out has {out.shape[0]} rows; x has {x_in.shape[0]}")
         return x_in, out
 
+    def _rows(self, x: Any, name: str = "x", *, target: bool = False) -> Rows:
+        """``x`` as :class:`rhvae.data.Rows`, read batch by batch (a ``Rows`` passes through)."""
+        if isinstance(x, Rows):
+            return x
+        c = self.config
+        likelihood = self.components.decoder.likelihood
+        return Rows(x, name, c.output_dim if target else c.input_dim, c.dtype,
+                    support=getattr(likelihood, "support", None) if target else None, likelihood=likelihood,
+                    expected_by="the decoder" if target else "the encoder")
+
+    def _pair_rows(self, x: Any, x_out: Any | None) -> tuple[Rows, Rows]:
+        if isinstance(x, tuple) and len(x) == 2 and all(isinstance(r, Rows) for r in x):
+            return x
+        rows_in = self._rows(x, "x")
+        if x_out is None:
+            if self.config.output_dim != self.config.input_dim:
+                raise ValueError("x_out is required when output_dim differs from input_dim")
+            return rows_in, self._rows(x, "x", target=True)
+        rows_out = self._rows(x_out, "x_out", target=True)
+        if len(rows_out) != len(rows_in):
+            raise ValueError(f"x_out has {len(rows_out)} rows; x has {len(rows_in)}")
+        return rows_in, rows_out
+
+    def data_parallel(self) -> DataParallel:
+        """The backend's :class:`rhvae.interfaces.DataParallel` (torch processes, JAX devices)."""
+        make = getattr(self.backend, "data_parallel", None)
+        if make is None:
+            raise RhvaeError(f"backend {self.backend.name!r} offers no data parallelism (no data_parallel())")
+        return make()
+
     def _latent(self, z: Any, name: str = "z") -> np.ndarray:
         return validation.check_array(z, name, self.config.latent_dim, self.config.dtype,
                                       feature_name="dimensions", expected_by="the latent space")
 
-    def _noise(self, n: int, noise: Noise | None, seed: Any) -> Noise:
+    def _noise(self, n: int, noise: Noise | None, seed: int | tuple) -> Noise:
         d = self.config.latent_dim
         if noise is None:
-            rng = np.random.default_rng(seed)
-            return Noise(rng.standard_normal((n, d)), rng.standard_normal((n, d)))
+            eps_rng, xi_rng = _noise_streams(seed)
+            return Noise(eps_rng.standard_normal((n, d)), xi_rng.standard_normal((n, d)))
         for name, arr in zip(("noise.eps", "noise.xi"), noise):
             if np.shape(arr) != (n, d):
                 raise ValueError(f"{name} must have shape ({n}, {d}); got {np.shape(arr)}")
@@ -239,23 +270,33 @@ class RHVAE:
             return self._array(pool[rng.choice(pool.shape[0], centroids, replace=False)])
         return self._array(self._data(centroids, "centroids"))
 
-    def refresh_metric(self, state: TrainState, x: Any | None = None, batch_size: int = 1000) -> TrainState:
+    def refresh_metric(self, state: TrainState, x: Any | None = None, batch_size: int = 1000,
+                       parallel: DataParallel | None = None) -> TrainState:
         """Recompute the frozen metric state (``c_i = μ(x_i)``, ``M_i = L(x_i)L(x_i)ᵀ``, detached).
 
-        From ``x`` if given, else from the state's fixed centroid data.
+        From ``x`` if given (any source :class:`rhvae.data.Rows` reads, ``batch_size`` rows at a
+        time), else from the state's fixed centroid data. With ``parallel``, each process
+        computes its share of the rows and the shares are gathered: every process ends with
+        the same state.
         """
         if x is None:
             if state.centroid_data is None:
                 raise ValueError("centroids='batch' has no fixed centroid data: pass x to refresh_metric")
             data = state.centroid_data
+            n, read = data.shape[0], lambda idx: data[int(idx[0]):int(idx[-1]) + 1]
         else:
-            data = self._array(self._data(x, "x"))
+            rows = self._rows(x, "x")
+            n, read = len(rows), lambda idx: self._array(rows.read(idx))
         B, parts = self.backend, self.components
         fn = self._compile("metric", lambda: lambda p, xb: tuple(
             B.stop_gradient(a) for a in elbo_math.metric_from_data(B, parts, p, xb)))
-        chunks = [fn(state.params, data[i:i + batch_size]) for i in range(0, data.shape[0], batch_size)]
+        share = parallel.local_rows(n) if parallel is not None else slice(0, n)
+        chunks = [fn(state.params, read(np.arange(i, min(i + batch_size, share.stop))))
+                  for i in range(share.start, share.stop, batch_size)]
         xp = B.xp
         metric = MetricState(*(xp.concatenate(parts_j, axis=0) for parts_j in zip(*chunks)))
+        if parallel is not None and parallel.world_size > 1:
+            metric = MetricState(*(parallel.gather_rows(a) for a in metric))
         return state.replace(metric=metric)
 
     # ------------------------------------------------------------------ training
@@ -268,12 +309,14 @@ class RHVAE:
 
         return loss
 
-    def _step_fn(self) -> Callable:
+    def _step_fn(self, parallel: DataParallel | None = None) -> Callable:
         B, opt = self.backend, self.optimizer
         value_and_grad = B.value_and_grad(self._loss_fn())
 
-        def step(params, opt_state, centroid_x, x_in, x_out, eps, xi):
+        def step(params, opt_state, centroid_x, x_in, x_out, eps, xi, weight=1.0):
             value, grads = value_and_grad(params, centroid_x, x_in, x_out, eps, xi)
+            if parallel is not None:  # Σ over processes of (n_local / n) × the local mean's gradient
+                value, grads = parallel.weighted_sum((value, grads), weight)
             new_params, new_opt_state = opt.update(B, grads, opt_state, params)
             return new_params, new_opt_state, value, grads
 
@@ -288,9 +331,22 @@ class RHVAE:
              noise: Noise | None = None) -> tuple[TrainState, float]:
         """One Adam step on the batch ``x``; returns the new state and the loss before the step."""
         x_in, x_o = self._pair(x, x_out)
-        noise = self._noise(x_in.shape[0], noise, (state.seed, _NOISE_STREAM, state.step))
-        fn = self._compile("step", self._step_fn)
-        params, opt_state, value, _ = fn(state.params, state.opt_state, *self._batch_arrays(state, x_in, x_o, noise))
+        return self._train_step(state, x_in, x_o, self._noise(x_in.shape[0], noise, self._step_seed(state)))
+
+    def _step_seed(self, state: TrainState) -> tuple:
+        return state.seed, _NOISE_STREAM, state.step
+
+    def _train_step(self, state: TrainState, x_in: np.ndarray, x_out: np.ndarray, noise: Noise,
+                    parallel: DataParallel | None = None, weight: float = 1.0) -> tuple[TrainState, float]:
+        """One Adam step on checked rows; with ``parallel``, these are this process's ``weight``
+        share of the global batch (and ``noise`` its rows of the global batch's noise)."""
+        fn = self._compile("step" if parallel is None else "step:parallel", lambda: self._step_fn(parallel))
+        centroid_x, *batch = self._batch_arrays(state, x_in, x_out, noise)
+        if parallel is not None:
+            batch = [parallel.place(a) for a in batch]
+            if centroid_x is None and parallel.world_size > 1:  # "batch" mode: the global batch
+                centroid_x = parallel.gather_rows(batch[0])
+        params, opt_state, value, _ = fn(state.params, state.opt_state, centroid_x, *batch, weight)
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), float(value)
 
     def loss(self, state: TrainState, x: Any, x_out: Any | None = None, *,
@@ -316,12 +372,12 @@ class RHVAE:
 
     def fit(self, state: TrainState, x: Any, *, epochs: int = 1, batch_size: int = 100,
             x_out: Any | None = None, validation_data: Any | None = None,
-            progress: bool = True) -> tuple[TrainState, dict]:
+            progress: bool = True, distributed: bool = False) -> tuple[TrainState, dict]:
         """Train for ``epochs`` passes over ``x`` in shuffled batches (see :func:`rhvae.training.fit`)."""
         from rhvae.training import fit
 
         return fit(self, state, x, epochs=epochs, batch_size=batch_size, x_out=x_out,
-                   validation_data=validation_data, progress=progress)
+                   validation_data=validation_data, progress=progress, distributed=distributed)
 
     # ------------------------------------------------------------------ generation
 
@@ -422,7 +478,10 @@ class RHVAE:
                    noise: Noise | None = None, seed: int = 0) -> elbo_math.ElboTerms:
         """Every per-sample ELBO term and the flow's endpoints, as numpy, under the frozen metric."""
         x_in, x_o = self._pair(x, x_out)
-        noise = self._noise(x_in.shape[0], noise, (seed, _EVAL_STREAM))
+        return self._elbo_terms_checked(state, x_in, x_o, self._noise(x_in.shape[0], noise, (seed, _EVAL_STREAM)))
+
+    def _elbo_terms_checked(self, state: TrainState, x_in: np.ndarray, x_o: np.ndarray,
+                            noise: Noise) -> elbo_math.ElboTerms:
         B, parts, flow = self.backend, self.components, self.flow
         fn = self._compile("elbo_terms", lambda: lambda p, m, xi, xo, e, g: elbo_math.elbo_terms(
             B, parts, flow, p, m, xi, xo, e, g))
@@ -432,14 +491,19 @@ class RHVAE:
 
     def elbo(self, state: TrainState, x: Any, x_out: Any | None = None, *, noise: Noise | None = None,
              seed: int = 0, batch_size: int = 500) -> float:
-        """The held-out ELBO ``mean_b(log p̄ - log q̄)`` under the frozen metric, in batches."""
-        x_in, x_o = self._pair(x, x_out)
-        noise = self._noise(x_in.shape[0], noise, (seed, _EVAL_STREAM))
+        """The held-out ELBO ``mean_b(log p̄ - log q̄)`` under the frozen metric, ``batch_size`` rows
+        at a time: ``x`` may be any source :class:`rhvae.data.Rows` reads (a memory-mapped ``.npy``)."""
+        rows_in, rows_out = self._pair_rows(x, x_out)
+        n, d = len(rows_in), self.config.latent_dim
+        noise = self._noise(n, noise, ()) if noise is not None else None
+        streams = _noise_streams((seed, _EVAL_STREAM))  # row i gets the draws _noise would give it
         total = 0.0
-        for idx, kept in _padded_chunks(x_in.shape[0], batch_size):
-            terms = self.elbo_terms(state, x_in[idx], x_o[idx], noise=Noise(noise.eps[idx], noise.xi[idx]))
+        for idx, kept in _padded_chunks(n, batch_size):
+            chunk = (Noise(noise.eps[idx], noise.xi[idx]) if noise is not None
+                     else Noise(*(rng.standard_normal((idx.size, d)) for rng in streams)))
+            terms = self._elbo_terms_checked(state, rows_in.read(idx), rows_out.read(idx), chunk)
             total += float(np.sum(terms.elbo[:kept], dtype=np.float64))
-        return total / x_in.shape[0]
+        return total / n
 
     def nll(self, state: TrainState, x: Any, x_out: Any | None = None, *, n_samples: int = 500,
             batch_size: int = 5000, seed: int = 0, progress: bool = True) -> np.ndarray:
@@ -568,6 +632,12 @@ class RHVAE:
         fn = self._compile("leapfrog", lambda: step)
         z1, r1 = fn(state.params, self._metric(state), *self._phase_point(state, x, z, rho))
         return B.to_numpy(z1), B.to_numpy(r1)
+
+
+def _noise_streams(seed: int | tuple) -> tuple[np.random.Generator, np.random.Generator]:
+    """Independent generators for ``eps`` and ``xi``: drawing rows in blocks gives the same rows."""
+    seed = seed if isinstance(seed, tuple) else (seed,)
+    return np.random.default_rng((*seed, 0)), np.random.default_rng((*seed, 1))
 
 
 def _padded_chunks(n: int, size: int) -> list[tuple[np.ndarray, int]]:

@@ -10,6 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rhvae.errors import TrainingDivergedError
+from rhvae.model import Noise
 
 if TYPE_CHECKING:
     from rhvae.model import RHVAE, TrainState
@@ -19,13 +20,22 @@ _SHUFFLE_STREAM = 2
 
 def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size: int = 100,
         x_out: Any | None = None, validation_data: Any | None = None,
-        progress: bool = True) -> tuple[TrainState, dict]:
+        progress: bool = True, distributed: bool = False) -> tuple[TrainState, dict]:
     """Train ``model`` from ``state`` on ``x`` (targets ``x_out``, default ``x``).
 
+    ``x`` is anything :class:`rhvae.data.Rows` reads: an array, a memory-mapped ``.npy`` (or its
+    path), an h5py/zarr array, or a list of such shards; only the current batch is ever read.
     Each epoch shuffles with a generator seeded by ``(state.seed, 2, epoch)``, takes one Adam step
     per batch (noise seeded by ``(state.seed, 1, step)``), then refreshes the frozen metric state:
     from the fixed centroid data, or from all of ``x`` when ``centroids="batch"``.
     ``validation_data`` (``x`` or ``(x, x_out)``) adds the held-out ELBO per epoch to the history.
+
+    ``distributed=True`` splits every global batch of ``batch_size`` rows over the backend's
+    :class:`~rhvae.interfaces.DataParallel` (torch: the ``torchrun`` processes, each reading
+    only its rows, gradients summed with weights ``n_local / n``; JAX: the batch sharded over
+    every device): the parameters after each step are those of a single-process step on the
+    same global batch. A final batch with fewer rows than processes is skipped. Only the main
+    process shows progress.
 
     Returns the new state and ``history = {"loss": per step, "epoch_loss", "epoch_seconds",
     "val_elbo"}``. A non-finite loss raises :class:`TrainingDivergedError`, naming the epoch and
@@ -35,12 +45,14 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
         raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
-    x_in, x_o = model._pair(x, x_out)
+    rows_in, rows_out = model._pair_rows(x, x_out)
     val = None
     if validation_data is not None:
         val = validation_data if isinstance(validation_data, tuple) else (validation_data, None)
-        val = model._pair(*val)
-    n = x_in.shape[0]
+        val = model._pair_rows(*val)
+    parallel = model.data_parallel() if distributed else None
+    progress = progress and (parallel is None or parallel.is_main)
+    n = len(rows_in)
     n_batches = math.ceil(n / batch_size)
     history: dict[str, list] = {"loss": [], "epoch_loss": [], "epoch_seconds": [], "val_elbo": []}
     for _ in range(epochs):
@@ -50,7 +62,16 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
         bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}", disable=not progress, leave=False)
         for b in bar:
             idx = order[b * batch_size:(b + 1) * batch_size]
-            new_state, value = model.step(state, x_in[idx], x_o[idx])
+            noise = model._noise(idx.size, None, model._step_seed(state))
+            share, weight = slice(0, idx.size), 1.0
+            if parallel is not None:
+                if idx.size < parallel.world_size:
+                    continue
+                share = parallel.local_rows(idx.size)
+                weight = (share.stop - share.start) / idx.size
+            rows = idx[share]
+            new_state, value = model._train_step(state, rows_in.read(rows), rows_out.read(rows),
+                                                 Noise(noise.eps[share], noise.xi[share]), parallel, weight)
             if not math.isfinite(value):
                 history["loss"].extend(losses)
                 raise TrainingDivergedError(epoch, state.step, value, state, history)
@@ -59,12 +80,12 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
             bar.set_postfix(loss=f"{value:.3f}")
         bar.close()
         state = state.replace(epoch=epoch + 1)
-        state = model.refresh_metric(state, x_in if state.centroid_data is None else None)
+        state = model.refresh_metric(state, rows_in if state.centroid_data is None else None, parallel=parallel)
         history["loss"].extend(losses)
         history["epoch_loss"].append(float(np.mean(losses)))
         history["epoch_seconds"].append(time.perf_counter() - start)
         if val is not None:
-            history["val_elbo"].append(model.elbo(state, *val, seed=state.seed))
+            history["val_elbo"].append(model.elbo(state, val, seed=state.seed))
         if progress:
             msg = f"epoch {epoch + 1}: loss {history['epoch_loss'][-1]:.3f}"
             if val is not None:

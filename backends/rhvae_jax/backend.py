@@ -112,3 +112,9 @@ class JaxBackend:
 
     def devices(self) -> list[str]:
         return [str(d) for d in jax.devices()]
+
+    def data_parallel(self):
+        """A mesh over every device of this backend's platform, on every host."""
+        from rhvae_jax.parallel import DeviceMesh
+
+        return DeviceMesh(jax.devices(self.device.platform))

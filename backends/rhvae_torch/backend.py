@@ -110,3 +110,9 @@ class TorchBackend:
 
     def devices(self) -> list[str]:
         return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+    def data_parallel(self):
+        """This process's place in the ``torch.distributed`` group (``torchrun``)."""
+        from rhvae_torch.parallel import ProcessGroup
+
+        return ProcessGroup(self.device)

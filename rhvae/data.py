@@ -1,0 +1,101 @@
+"""Data sets read a batch at a time, so training and evaluation never hold more than a batch.
+
+:class:`Rows` wraps an in-memory array, a memory-mapped ``.npy`` file (a path, or
+``np.load(path, mmap_mode="r")``), any array-like with ``shape`` and row indexing (h5py, zarr)
+or a sequence of such arrays (shards, concatenated without copying). An in-memory array is
+checked in full when wrapped; anything else is checked batch by batch as it is read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from rhvae import validation
+
+
+def _is_array_like(x: Any) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "__getitem__") and hasattr(x, "dtype")
+
+
+def _in_memory(x: Any) -> bool:
+    """Arrays already in memory (numpy, torch, jax, lists) are checked whole; others lazily."""
+    return ((isinstance(x, np.ndarray) and not isinstance(x, np.memmap)) or hasattr(x, "detach")
+            or type(x).__module__.startswith("jax") or not _is_array_like(x))
+
+
+class _Shards:
+    """Arrays with the same column count seen as one, row indices mapped to (shard, row)."""
+
+    def __init__(self, shards: Sequence[Any]) -> None:
+        self.shards = list(shards)
+        widths = {tuple(s.shape[1:]) for s in self.shards}
+        if len(widths) != 1:
+            raise ValueError(f"shards must have the same trailing shape; got {sorted(widths)}")
+        self.offsets = np.cumsum([0] + [s.shape[0] for s in self.shards])
+        self.shape = (int(self.offsets[-1]), *self.shards[0].shape[1:])
+        self.dtype = np.result_type(*(s.dtype for s in self.shards))
+
+    def __getitem__(self, idx: np.ndarray) -> np.ndarray:
+        which = np.searchsorted(self.offsets, idx, side="right") - 1
+        out = np.empty((idx.size, *self.shape[1:]), dtype=self.dtype)
+        for k in np.unique(which):
+            mask = which == k
+            out[mask] = self.shards[k][idx[mask] - self.offsets[k]]
+        return out
+
+
+class Rows:
+    """``n`` rows of ``features`` columns, read on demand as ``dtype`` and checked as they are read."""
+
+    def __init__(self, data: Any, name: str, features: int, dtype: str, *, support: tuple[float, float] | None = None,
+                 likelihood: object = None, feature_name: str = "features", expected_by: str = "the model") -> None:
+        self.name, self.dtype, self.support, self.likelihood = name, dtype, support, likelihood
+        if isinstance(data, (str, os.PathLike)):
+            data = np.load(data, mmap_mode="r")
+        elif isinstance(data, (list, tuple)) and data and all(_is_array_like(s) for s in data):
+            data = _Shards(data)
+        if _in_memory(data):
+            self.data, self.lazy = validation.check_array(data, name, features, dtype, feature_name=feature_name,
+                                                          expected_by=expected_by), False
+            self._check_support(self.data)
+            return
+        shape = tuple(data.shape)
+        if len(shape) != 2:
+            raise ValueError(f"{name} must have 2 dimensions (rows, {features}); got shape {shape}")
+        if shape[0] == 0:
+            raise ValueError(f"{name} is empty (shape {shape}); need at least one row")
+        if shape[1] != features:
+            raise ValueError(f"{name} has {shape[1]} {feature_name}; {expected_by} expects {features}")
+        if np.dtype(data.dtype).kind != "f":
+            raise TypeError(f"{name} has dtype {data.dtype}; expected floating point data")
+        self.data, self.lazy = data, True
+
+    def _check_support(self, arr: np.ndarray) -> None:
+        if self.support is not None:
+            validation.check_support(arr, self.name, self.support, self.likelihood)
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def read(self, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` (any order), as a checked ``dtype`` array; a lazy source is read in sorted order."""
+        idx = np.asarray(idx)
+        if not self.lazy:
+            return self.data[idx]
+        order = np.argsort(idx, kind="stable")
+        rows = np.empty((idx.size, self.data.shape[1]), dtype=self.dtype)
+        rows[order] = np.asarray(self.data[idx[order]], dtype=self.dtype)
+        if not np.all(np.isfinite(rows)):
+            bad = idx[~np.all(np.isfinite(rows), axis=1)]
+            raise ValueError(f"{self.name} contains NaN or infinite values in row(s) {bad[:5].tolist()}")
+        self._check_support(rows)
+        return rows
+
+    def blocks(self, size: int) -> Iterator[np.ndarray]:
+        """Consecutive row index blocks of at most ``size``."""
+        for start in range(0, len(self), size):
+            yield np.arange(start, min(start + size, len(self)))

@@ -1,0 +1,90 @@
+"""Data-parallel training equals single-process training: torch with 2 gloo processes under
+``torchrun``, JAX with the batch sharded over 2 host devices. A failing rank fails the run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rhvae.testing import normwise_error
+
+HERE = Path(__file__).parent
+WORKER = HERE / "distributed_worker.py"
+sys.path.insert(0, str(HERE))
+import distributed_worker  # noqa: E402
+
+
+def _run(cmd: list[str], env_extra: dict | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=HERE.parent)
+
+
+def _torchrun(mode: str, out: Path, dtype: str = "float32") -> subprocess.CompletedProcess:
+    return _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                 str(WORKER), "torch", mode, str(out), dtype])
+
+
+def _errors(out: Path, backend: str, mode: str, dtype: str) -> dict[str, float]:
+    """Normwise error per parameter, metric array and the loss history; in float32 the parameters
+    are compared as one vector (see TOLERANCE)."""
+    got = np.load(out)
+    assert int(got["devices"]) == 2 and len(got["loss"]) == 3
+    expected = distributed_worker.arrays(*distributed_worker.train(backend, mode, False, dtype))
+    errors = {k: normwise_error(got[k], v) for k, v in expected.items() if not k.startswith("param:")}
+    params = sorted(k for k in expected if k.startswith("param:"))
+    if dtype == "float64":
+        errors.update({k: normwise_error(got[k], expected[k]) for k in params})
+    else:
+        flat = [np.concatenate([a[k].ravel() for k in params]) for a in (got, expected)]
+        errors["params"] = normwise_error(*flat)
+    return errors
+
+
+# float64 shows the split is exact (only the summation order differs). In float32, Adam's first
+# steps (m/√v ≈ sign g) turn round-off in near-zero gradient entries (e.g. a zero-initialised
+# bias) into full-size updates, so single parameters can differ by ~lr; the whole vector cannot.
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+
+
+@pytest.mark.parametrize("mode, dtype", [("fixed", "float64"), ("batch", "float64"), ("fixed", "float32")])
+def test_two_torch_processes_train_like_one(tmp_path, mode, dtype):
+    out = tmp_path / "params.npz"
+    done = _torchrun(mode, out, dtype)
+    assert done.returncode == 0, done.stderr[-3000:]
+    errors = _errors(out, "torch", mode, dtype)
+    assert max(errors.values()) < TOLERANCE[dtype], errors
+
+
+@pytest.mark.parametrize("dtype", ["float64", pytest.param("float32", marks=pytest.mark.slow)])
+def test_jax_sharded_over_two_devices_trains_like_one(tmp_path, dtype):
+    out = tmp_path / "params.npz"
+    done = _run([sys.executable, str(WORKER), "jax", "fixed", str(out), dtype],
+                {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    errors = _errors(out, "jax", "fixed", dtype)
+    assert max(errors.values()) < TOLERANCE[dtype], errors
+
+
+def test_a_failing_rank_fails_the_whole_run_without_hanging(tmp_path):
+    done = _torchrun("fail", tmp_path / "never.npz")  # the timeout of _run is the no-hang check
+    assert done.returncode != 0
+    assert "rank 1 failed on purpose" in done.stderr + done.stdout
+    assert not (tmp_path / "never.npz").exists()
+
+
+def test_distributed_without_a_process_group_is_a_clear_error():
+    from helpers import small_model
+    from rhvae.errors import RhvaeError
+
+    model = small_model("torch")
+    env = {k: os.environ.pop(k) for k in ("RANK", "WORLD_SIZE") if k in os.environ}
+    try:
+        with pytest.raises(RhvaeError, match="torchrun"):
+            model.fit(model.init(seed=0), np.full((4, 10), 0.5), distributed=True, progress=False)
+    finally:
+        os.environ.update(env)
