@@ -41,6 +41,13 @@ def measure(benchmark):
     return _measure
 
 
+def record_extra(label: str, n_centroids: int, **extra) -> None:
+    """Add ``extra`` to the recorded large-N result of ``label`` at ``n_centroids``."""
+    for r in _RESULTS:
+        if r["group"] == "large-N" and r["label"] == label and r.get("N") == n_centroids:
+            r.update(extra)
+
+
 def _table(rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
@@ -61,7 +68,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     by_key = {(r["group"], r["label"]): r for r in _RESULTS}
     rows = [["group", "method", "torch /s", "jax /s", "torch/jax", "pythae /s", "torch÷pythae", "jax÷pythae",
              "floor % torch/jax", "compile s torch/jax"]]
-    groups = sorted({r["group"] for r in _RESULTS if not r["group"].startswith("scaling")})
+    groups = sorted({r["group"] for r in _RESULTS if not r["group"].startswith(("scaling", "large-N"))})
     for group in groups:
         pythae = by_key.get((group, "pythae"))
         p_rate = pythae["samples"] / pythae["seconds"] if pythae else math.nan
@@ -74,8 +81,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                          f"{p_rate:.0f}", f"{rate['t'] / p_rate:.2f}", f"{rate['j'] / p_rate:.2f}",
                          f"{floor[0]:.0f}/{floor[1]:.0f}" if group == "train" else "",
                          f"{(t or {}).get('compile', math.nan):.1f}/{(j or {}).get('compile', math.nan):.1f}"])
-    for line in _table(rows):
-        write(line)
+    if groups:
+        for line in _table(rows):
+            write(line)
     for axis in ("N", "K"):
         for backend in ("torch", "jax"):
             pts = sorted((r[axis], r["seconds"]) for r in _RESULTS
@@ -84,3 +92,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                 xs, ts = zip(*pts)
                 write(f"scaling in {axis} ({backend}, analytic): time ∝ {axis}^{_exponent(xs, ts):.2f} over "
                       f"{axis} = {', '.join(str(x) for x in xs)}; seconds {', '.join(f'{t:.4f}' for t in ts)}")
+    large = [r for r in _RESULTS if r["group"] == "large-N"]
+    if large:
+        sizes = sorted({r["N"] for r in large})
+        rows = [["large N: ELBO, batch " + str(large[0]["samples"]), *(f"N={n}: ms / MB" for n in sizes),
+                 "time ∝ N^"]]
+        for label in sorted({r["label"] for r in large}):
+            pts = {r["N"]: r for r in large if r["label"] == label}
+            cells = [f"{1e3 * pts[n]['seconds']:.1f} / {pts[n].get('transient_mb', math.nan):.0f}" if n in pts else ""
+                     for n in sizes]
+            xs = sorted(pts)
+            slope = _exponent(xs, [pts[n]["seconds"] for n in xs]) if len(xs) >= 2 else math.nan
+            rows.append([label, *cells, f"{slope:.2f}"])
+        for line in _table(rows):
+            write(line)

@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--n-test", type=int, default=1000)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="runs/latest", help="output folder")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel: torch under 'torchrun --nproc-per-node N', jax over every device")
     train.set_defaults(run=_train)
     evaluate = commands.add_parser("evaluate", help="held-out ELBO and reconstruction error of a trained run")
     evaluate.add_argument("--run", dest="run_dir", default="runs/latest", help="the folder 'rhvae train' wrote")
@@ -168,13 +170,15 @@ def _train(args: argparse.Namespace) -> int:
 
     x_train, _, x_test, y_test = datasets.load(args.data, args.n_test, args.seed)
     model = _build_model(args, x_train.shape[1])
-    print(f"training on {args.data}: {len(x_train)} train / {len(x_test)} test rows, {model!r}")
+    main = not args.distributed or model.data_parallel().is_main
+    if main:
+        print(f"training on {args.data}: {len(x_train)} train / {len(x_test)} test rows, {model!r}")
     centroids = args.centroids if args.centroids == "batch" else int(args.centroids)
     state = model.init(seed=args.seed, centroids=centroids, data=x_train)
     state, history = model.fit(state, x_train, epochs=args.epochs, batch_size=args.batch_size,
-                               validation_data=x_test)
-    if state.centroid_data is None:
-        state = model.refresh_metric(state, x_train)
+                               validation_data=x_test, distributed=args.distributed)
+    if not main:  # every process holds the same state; one writes it
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(history, indent=1))

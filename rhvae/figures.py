@@ -43,7 +43,10 @@ def loss_curves(history: dict, path: Path) -> Path:
     ax1.plot(np.arange(1, loss.size + 1), loss, lw=0.8, alpha=0.6, label="per step")
     per_epoch = loss.size // max(len(history["epoch_loss"]), 1)
     ax1.plot(per_epoch * np.arange(1, len(history["epoch_loss"]) + 1), history["epoch_loss"], "o-", label="epoch mean")
-    ax1.set(xlabel="training step", ylabel="loss (−ELBO, nats)", title="Training loss", yscale="symlog")
+    # a log-like axis only when the loss spans more than a decade (early spikes); else ticks vanish
+    spread = np.nanmax(np.abs(loss)) / max(np.nanmin(np.abs(loss)), 1e-12) if loss.size else 1.0
+    ax1.set(xlabel="training step", ylabel="loss (−ELBO, nats)", title="Training loss",
+            yscale="symlog" if spread > 10 else "linear")
     ax1.legend()
     if history.get("val_elbo"):
         epochs = np.arange(1, len(history["val_elbo"]) + 1)
