@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rhvae.config import RHVAEConfig
 from rhvae.errors import RhvaeError
 from rhvae.math.metric import MetricState
 from rhvae.tree import flatten, unflatten
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 FORMAT = "rhvae-checkpoint"
 FORMAT_VERSION = 1
+_EXECUTION_ONLY = {"centroid_chunk"}
+"""Config fields that change how sums run, not the numbers: a checkpoint loads whatever their value."""
 
 
 class CheckpointError(RhvaeError, ValueError):
@@ -134,9 +137,12 @@ def load(model: RHVAE, path: str | os.PathLike, *, check_version: bool = True) -
     if check_version and meta.get("rhvae_version") != __version__:
         problems.append(f"rhvae version: checkpoint {meta.get('rhvae_version')!r}, installed {__version__!r}")
     expected = describe(model)
+    config_defaults = {f.name: f.default for f in dataclasses.fields(RHVAEConfig) if f.default is not dataclasses.MISSING}
     for section in ("config", "components"):
         saved, ours = meta.get(section, {}), expected[section]
-        for key in sorted(set(saved) | set(ours)):
+        if section == "config":  # fields added later read as their defaults in older checkpoints
+            saved = {**{k: v for k, v in config_defaults.items() if k not in _EXECUTION_ONLY}, **saved}
+        for key in sorted((set(saved) | set(ours)) - _EXECUTION_ONLY):
             if saved.get(key) != ours.get(key):
                 problems.append(f"{section}.{key}: checkpoint {saved.get(key)!r}, model {ours.get(key)!r}")
     if problems:

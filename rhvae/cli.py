@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--n-test", type=int, default=1000)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="runs/latest", help="output folder")
+    train.add_argument("--device", default="cpu",
+                       help="cpu (default), cuda or gpu; with --distributed on torch each process takes cuda:LOCAL_RANK")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel: torch under 'torchrun --nproc-per-node N', jax over every device")
     train.set_defaults(run=_train)
@@ -125,8 +127,13 @@ def _build_model(args: argparse.Namespace, input_dim: int) -> rhvae.RHVAE:
     hyper = PRESETS[preset]() if preset else {}
     grad_h = args.grad_h or hyper.pop("grad_h", "analytic")
     hyper.pop("grad_h", None)
+    device = getattr(args, "device", "cpu")
+    if getattr(args, "distributed", False) and args.backend == "torch" and device in ("cuda", "gpu"):
+        import os
+
+        device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
     return rhvae.RHVAE(
-        args.backend, input_dim=input_dim, latent_dim=args.latent_dim, grad_h=grad_h, **hyper,
+        args.backend, input_dim=input_dim, latent_dim=args.latent_dim, grad_h=grad_h, device=device, **hyper,
         encoder=reg.create("encoder", "mlp", hidden=width),
         decoder=reg.create("decoder", args.decoder, hidden=width),
         metric=reg.create("metric", "mlp", hidden=width),

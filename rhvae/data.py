@@ -9,7 +9,7 @@ checked in full when wrapped; anything else is checked batch by batch as it is r
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -82,20 +82,24 @@ class Rows:
         return int(self.data.shape[0])
 
     def read(self, idx: np.ndarray) -> np.ndarray:
-        """Rows ``idx`` (any order), as a checked ``dtype`` array; a lazy source is read in sorted order."""
+        """Rows ``idx`` (any order, repeats allowed), as a checked ``dtype`` array; a lazy source is
+        read once per distinct row, in increasing order (as h5py requires)."""
         idx = np.asarray(idx)
         if not self.lazy:
             return self.data[idx]
-        order = np.argsort(idx, kind="stable")
-        rows = np.empty((idx.size, self.data.shape[1]), dtype=self.dtype)
-        rows[order] = np.asarray(self.data[idx[order]], dtype=self.dtype)
+        unique, inverse = np.unique(idx, return_inverse=True)
+        rows = np.asarray(self.data[unique], dtype=self.dtype)
         if not np.all(np.isfinite(rows)):
-            bad = idx[~np.all(np.isfinite(rows), axis=1)]
+            bad = unique[~np.all(np.isfinite(rows), axis=1)]
             raise ValueError(f"{self.name} contains NaN or infinite values in row(s) {bad[:5].tolist()}")
         self._check_support(rows)
-        return rows
+        return rows[inverse]
 
-    def blocks(self, size: int) -> Iterator[np.ndarray]:
-        """Consecutive row index blocks of at most ``size``."""
-        for start in range(0, len(self), size):
-            yield np.arange(start, min(start + size, len(self)))
+    def read_as_target(self, idx: np.ndarray, read: np.ndarray, source: Rows) -> np.ndarray:
+        """Rows ``idx`` of this target source, reusing ``read`` (rows ``idx`` of ``source``) when both
+        wrap the same data: a lazy file is then read once per batch."""
+        if source.data is not self.data:
+            return self.read(idx)
+        rows = read.astype(self.dtype, copy=False)
+        self._check_support(rows)
+        return rows

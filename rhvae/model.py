@@ -263,11 +263,11 @@ class RHVAE:
                 raise ValueError(f"centroids must be at least 1 point; got {centroids}")
             if data is None:
                 raise ValueError(f"centroids={centroids} (a count) needs data= to draw them from")
-            pool = self._data(data, "data")
-            if centroids > pool.shape[0]:
-                raise ValueError(f"centroids={centroids} exceeds the {pool.shape[0]} rows of data")
+            pool = self._rows(data, "data")  # a memory-mapped file is read only at the chosen rows
+            if centroids > len(pool):
+                raise ValueError(f"centroids={centroids} exceeds the {len(pool)} rows of data")
             rng = np.random.default_rng((seed, _CENTROID_STREAM))
-            return self._array(pool[rng.choice(pool.shape[0], centroids, replace=False)])
+            return self._array(pool.read(rng.choice(len(pool), centroids, replace=False)))
         return self._array(self._data(centroids, "centroids"))
 
     def refresh_metric(self, state: TrainState, x: Any | None = None, batch_size: int = 1000,
@@ -290,6 +290,8 @@ class RHVAE:
         B, parts = self.backend, self.components
         fn = self._compile("metric", lambda: lambda p, xb: tuple(
             B.stop_gradient(a) for a in elbo_math.metric_from_data(B, parts, p, xb)))
+        if parallel is not None and n < parallel.world_size:
+            raise ValueError(f"{n} centroid row(s) cannot be shared by {parallel.world_size} processes")
         share = parallel.local_rows(n) if parallel is not None else slice(0, n)
         chunks = [fn(state.params, read(np.arange(i, min(i + batch_size, share.stop))))
                   for i in range(share.start, share.stop, batch_size)]
@@ -501,7 +503,8 @@ class RHVAE:
         for idx, kept in _padded_chunks(n, batch_size):
             chunk = (Noise(noise.eps[idx], noise.xi[idx]) if noise is not None
                      else Noise(*(rng.standard_normal((idx.size, d)) for rng in streams)))
-            terms = self._elbo_terms_checked(state, rows_in.read(idx), rows_out.read(idx), chunk)
+            x_chunk = rows_in.read(idx)
+            terms = self._elbo_terms_checked(state, x_chunk, rows_out.read_as_target(idx, x_chunk, rows_in), chunk)
             total += float(np.sum(terms.elbo[:kept], dtype=np.float64))
         return total / n
 

@@ -66,11 +66,14 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
             share, weight = slice(0, idx.size), 1.0
             if parallel is not None:
                 if idx.size < parallel.world_size:
+                    if progress:
+                        tqdm.write(f"skipped the last batch: {idx.size} row(s) for {parallel.world_size} processes")
                     continue
                 share = parallel.local_rows(idx.size)
                 weight = (share.stop - share.start) / idx.size
             rows = idx[share]
-            new_state, value = model._train_step(state, rows_in.read(rows), rows_out.read(rows),
+            x_batch = rows_in.read(rows)
+            new_state, value = model._train_step(state, x_batch, rows_out.read_as_target(rows, x_batch, rows_in),
                                                  Noise(noise.eps[share], noise.xi[share]), parallel, weight)
             if not math.isfinite(value):
                 history["loss"].extend(losses)

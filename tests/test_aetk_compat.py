@@ -55,6 +55,10 @@ def test_trajectory_and_elbo_match_the_closed_form(backend, tempering):
     centroids, M = (model.backend.to_numpy(a) for a in state.metric[:2])
     c = model.config
 
+    # ρ0 = γ/√β0 with γ = C⁻ᵀξ ~ N(0, G(z0)), C the Cholesky factor of G⁻¹(z0)
+    C = np.linalg.cholesky(_g_inv(t.z0, centroids, M, c.T, c.lam))
+    gamma = np.linalg.solve(np.swapaxes(C, 1, 2), noise.xi[..., None])[..., 0]
+    np.testing.assert_allclose(t.rho0, gamma / math.sqrt(c.beta0), rtol=1e-10)
     zK, rhoK = _closed_form(t.z0, t.rho0, centroids, M, c, model.flow.momentum_scales)
     assert np.abs(zK - t.z0).max() > 1e-2  # the flow moved
     # float64 central differences of H̃ (|H̃| ~ 10, h = 6e-6): round-off ~1e-10 per gradient
@@ -82,9 +86,10 @@ def test_float32_central_differences_stay_within_their_round_off():
     centroids, M = (model.backend.to_numpy(a).astype(np.float64) for a in state.metric[:2])
     zK, rhoK = _closed_form(t.z0.astype(np.float64), t.rho0.astype(np.float64), centroids, M, model.config,
                             model.flow.momentum_scales)
-    # h = ∛eps(f32) = 4.9e-3: each gradient is off by ~|H̃| eps / 2h ≈ 1e-4, times sε/2 per step
-    np.testing.assert_allclose(t.zK, zK, atol=1e-4)
-    np.testing.assert_allclose(t.rhoK, rhoK, atol=1e-4)
+    # h = ∛eps(f32) = 4.9e-3: each gradient is off by ~|H̃| eps / 2h ≈ 3e-4 for |H̃| ≈ 30, moved by
+    # sε/2 = 0.075 per sub-step and amplified by the G⁻¹ρ̃ position steps; 1.1e-4 observed
+    np.testing.assert_allclose(t.zK, zK, atol=5e-4)
+    np.testing.assert_allclose(t.rhoK, rhoK, atol=5e-4)
 
 
 def test_the_aetk_gradient_agrees_across_backends():

@@ -74,3 +74,21 @@ def test_saving_leaves_no_temporary_files(tmp_path, rng):
     model.save(state, tmp_path / "ckpt")
     model.save(state, tmp_path / "ckpt")  # overwrite in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.json", "ckpt.npz"]
+
+
+def test_older_checkpoints_and_another_centroid_chunk_still_load(tmp_path):
+    """A checkpoint written before a config field existed reads it as its default; the block size
+    of the centroid sums is not part of a model's identity."""
+    model = small_model("torch")
+    x = np.random.default_rng(0).uniform(size=(6, 10))
+    state = model.init(seed=1, centroids=x)
+    model.save(state, tmp_path / "ck")
+    meta = json.loads((tmp_path / "ck.json").read_text())
+    for new_field in ("integrator", "centroid_chunk", "weight_tol"):
+        del meta["config"][new_field]
+    (tmp_path / "ck.json").write_text(json.dumps(meta))
+    chunked = small_model("torch", centroid_chunk=4)
+    loaded = chunked.load(tmp_path / "ck")
+    np.testing.assert_allclose(chunked.G_inv(loaded, x[:, :2] * 0), model.G_inv(state, x[:, :2] * 0), rtol=1e-6)
+    with pytest.raises(Exception, match="weight_tol"):
+        small_model("torch", weight_tol=0.1).load(tmp_path / "ck")

@@ -66,6 +66,7 @@ def test_jax_sharded_over_two_devices_trains_like_one(tmp_path, dtype):
     done = _run([sys.executable, str(WORKER), "jax", "fixed", str(out), dtype],
                 {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     assert done.returncode == 0, done.stderr[-3000:]
+    assert int(np.load(out)["shard_rows"]) == 4  # each device holds half of a batch of 8
     errors = _errors(out, "jax", "fixed", dtype)
     assert max(errors.values()) < TOLERANCE[dtype], errors
 

@@ -94,3 +94,22 @@ def test_chunk_and_tolerance_are_checked():
         small_model("torch", centroid_chunk=0)
     with pytest.raises(ValueError, match="weight_tol"):
         small_model("torch", weight_tol=1.5)
+
+
+def test_gradients_through_the_blocks_keep_no_block_of_weights_on_jax(rng):
+    """The backward pass of a blocked sum recomputes each block (``jax.checkpoint``): no
+    ``(blocks, B, chunk)`` stack of weights is saved for it."""
+    import jax
+
+    from rhvae.math.metric import MetricSpec, local_metric
+
+    batch, n_centroids, chunk = 6, 29, 4
+    model = small_model("jax", input_dim=8, latent_dim=3, dtype="float64")
+    B = model.backend
+    state = model.init(seed=0, centroids=rng.uniform(size=(n_centroids, 8))).metric
+    spec = MetricSpec(0.9, 0.01, chunk=chunk)
+    z = B.asarray(rng.standard_normal((batch, 3)), "float64")
+    jaxpr = jax.make_jaxpr(jax.grad(lambda zz: B.xp.sum(local_metric(B, zz, state, spec).logdet_G)))(z)
+    shapes = [tuple(a.shape) for a in avals(jaxpr.jaxpr) if hasattr(a, "shape")]
+    assert any(s[-2:] == (batch, chunk) for s in shapes)
+    assert not [s for s in shapes if len(s) == 3 and s[1:] == (batch, chunk)], "a stack of block weights is saved"

@@ -88,8 +88,8 @@ def test_a_tempered_trajectory_is_reversible(rng):
     target = _random_target(B, np.random.default_rng(5))
     before, after = (B.asarray(f, "float64") for f in sampler.tempering_factors(7, 0.2))
     z0, p0 = B.asarray(rng.normal(size=(6, 3)), "float64"), B.asarray(rng.normal(size=(6, 3)), "float64")
-    z1, p1 = sampler.trajectory(B, target, z0, p0, 0.05, before, after)
-    z2, p2 = sampler.trajectory(B, target, z1, -p1, 0.05, before, after)
+    z1, p1, _ = sampler.trajectory(B, target, z0, p0, 0.05, before, after)
+    z2, p2, _ = sampler.trajectory(B, target, z1, -p1, 0.05, before, after)
     assert np.abs(B.to_numpy(z1 - z0)).max() > 0.05
     np.testing.assert_allclose(B.to_numpy(z2), B.to_numpy(z0), atol=1e-12)
     np.testing.assert_allclose(B.to_numpy(-p2), B.to_numpy(p0), atol=1e-12)

@@ -82,6 +82,10 @@ class JaxBackend:
     def stop_gradient(self, x: jax.Array) -> jax.Array:
         return jax.lax.stop_gradient(x)
 
+    def remat(self, f: Callable) -> Callable:
+        """``f`` recomputed in the backward pass instead of storing its intermediates."""
+        return jax.checkpoint(f)
+
     # On CPU, jaxlib's LAPACK kernels can deadlock inside a compiled step (see linalg.py);
     # elsewhere (cuSolver) they are safe and fast.
 

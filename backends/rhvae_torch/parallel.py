@@ -22,6 +22,9 @@ class ProcessGroup:
     def __init__(self, device: torch.device) -> None:
         if not dist.is_available():
             raise RhvaeError("this torch build has no torch.distributed")
+        if device.type == "cuda" and device.index is None:
+            raise RhvaeError("distributed training on CUDA needs one device per process: build the model with "
+                             "device=f\"cuda:{os.environ['LOCAL_RANK']}\"")
         if not dist.is_initialized():
             if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
                 raise RhvaeError("distributed training on torch needs a process group: launch with "

@@ -139,17 +139,19 @@ def centroid_weights(B: Backend, z: Array, centroids: Array, T: float, tol: floa
     ``‖z - c‖² = ‖z‖² + ‖c‖² - 2 z·c`` is one ``(B, d) × (d, N)`` product instead of a
     ``(B, N, d)`` difference tensor (the exponent is clamped at 0 against round-off).
 
-    ``tol > 0`` sets the weights below ``tol`` to 0. Each dropped term of ``G⁻¹ = a Σ_i w_i M_i + λI``
-    is at most ``a tol ‖M_i‖₂``, so the truncated inverse metric satisfies
-    ``‖G⁻¹ - G̃⁻¹‖₂ ≤ a tol Σ_i tr M_i``, and, both being ``⪰ λI``,
-    ``‖G - G̃‖₂ ≤ ‖G⁻¹ - G̃⁻¹‖₂ / λ²``.
+    ``tol > 0`` tapers the weights to ``w̃_i = max(w_i - tol, 0)``: centroids whose weight is
+    below ``tol`` drop out, and ``G̃⁻¹`` stays continuous in ``z`` (a hard cut would jump by
+    ``a tol M_i`` as a centroid crosses it). Each term moves by at most ``a tol ‖M_i‖₂ ≤ a tol tr M_i``,
+    so ``‖G⁻¹ - G̃⁻¹‖₂ ≤ a tol Σ_i tr M_i``, and, both being ``⪰ λI``,
+    ``‖G - G̃‖₂ ≤ ‖G⁻¹ - G̃⁻¹‖₂ / λ²``. The weights are still computed: it sparsifies the sum,
+    it does not make it cheaper.
     """
     xp = B.xp
     inv_t2 = 1.0 / (T * T)
     log_w = (xp.matmul(z * (2.0 * inv_t2), centroids.mT) - inv_t2 * xp.sum(z * z, axis=-1)[:, None]
              - inv_t2 * xp.sum(centroids * centroids, axis=-1)[None, :])
     w = xp.exp(xp.clip(log_w, None, 0.0))
-    return xp.where(w < tol, xp.zeros_like(w), w) if tol > 0 else w
+    return xp.clip(w - tol, 0.0, None) if tol > 0 else w
 
 
 def reduction_scale(state: MetricState, reduction: str) -> float:
@@ -177,14 +179,16 @@ def _centroid_blocks(B: Backend, state: MetricState, chunk: int) -> tuple[Array,
 
 def sum_over_centroids(B: Backend, z: Array, state: MetricState, spec: MetricSpec, term, init):
     """``Σ_blocks term(w, c, M_packed)`` over blocks of ``spec.chunk`` centroids (``init``: the zero
-    accumulators, a tuple of arrays); memory ``O(B·chunk)`` per block."""
+    accumulators, a tuple of arrays); memory ``O(B·chunk)`` per block. A backend with ``remat``
+    (JAX: ``jax.checkpoint``) recomputes each block in the backward pass instead of keeping it."""
     centroids, packed = _centroid_blocks(B, state, spec.chunk)
 
     def body(k, acc):
         c = centroids[k]
         return tuple(a + t for a, t in zip(acc, term(centroid_weights(B, z, c, spec.T, spec.tol), c, packed[k])))
 
-    return B.fori_loop(0, centroids.shape[0], body, init)
+    remat = getattr(B, "remat", None)
+    return B.fori_loop(0, centroids.shape[0], remat(body) if remat is not None else body, init)
 
 
 def weighted_gradient(B: Backend, z: Array, A: Array, metric: LocalMetric, state: MetricState,

@@ -55,20 +55,21 @@ def tempering_factors(n_lf: int, beta0: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def trajectory(B: Backend, target: VolumeTarget, z: Array, momentum: Array, eps: float,
-               before: Array, after: Array) -> tuple[Array, Array]:
+               before: Array, after: Array, start: tuple[Array, Array] | None = None) -> tuple[Array, Array, Array]:
     """``len(before)`` leapfrog steps on ``U = -log p``, momentum scaled by ``before[k]`` and ``after[k]``
-    around step ``k``; reversible: from ``(z', -p')`` it returns to ``(z, -p)``."""
-    _, grad0 = log_volume_and_grad(B, target, z)
+    around step ``k``; reversible: from ``(z', -p')`` it returns to ``(z, -p)``. ``start``:
+    :func:`log_volume_and_grad` at ``z`` when known. Returns ``(z', p', log p(z'))``."""
+    log_p, grad = log_volume_and_grad(B, target, z) if start is None else start
 
     def step(k, carry):
-        zz, p, g = carry
+        zz, p, g, _ = carry
         p = p * before[k] + 0.5 * eps * g
         zz = zz + eps * p
-        _, g = log_volume_and_grad(B, target, zz)
-        return zz, (p + 0.5 * eps * g) * after[k], g
+        lp, g = log_volume_and_grad(B, target, zz)
+        return zz, (p + 0.5 * eps * g) * after[k], g, lp
 
-    z1, p1, _ = B.fori_loop(0, before.shape[0], step, (z, momentum, grad0))
-    return z1, p1
+    z1, p1, _, log_p1 = B.fori_loop(0, before.shape[0], step, (z, momentum, grad, log_p))
+    return z1, p1, log_p1
 
 
 def hmc_transition(B: Backend, target: VolumeTarget, z: Array, momentum: Array, log_u: Array,
@@ -77,9 +78,9 @@ def hmc_transition(B: Backend, target: VolumeTarget, z: Array, momentum: Array, 
     to ``(z_next, accepted)`` with ``accepted`` 1.0 or 0.0 per chain; tempered when ``beta0 < 1``."""
     xp = B.xp
     before, after = (B.constant(f, z.dtype) for f in tempering_factors(n_lf, beta0))
-    z1, p1 = trajectory(B, target, z, momentum, eps, before, after)
-    log_p0, _ = log_volume_and_grad(B, target, z)
-    log_p1, _ = log_volume_and_grad(B, target, z1)
+    start = log_volume_and_grad(B, target, z)
+    z1, p1, log_p1 = trajectory(B, target, z, momentum, eps, before, after, start)
+    log_p0 = start[0]
     h0 = -log_p0 + 0.5 * xp.sum(momentum * momentum, axis=-1)
     h1 = -log_p1 + 0.5 * xp.sum(p1 * p1, axis=-1)
     accept = log_u < (h0 - h1)
