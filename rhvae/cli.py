@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=5)
     train.add_argument("--batch-size", type=int, default=100)
     train.add_argument("--hidden", type=int, default=256, help="width of each network's hidden layer")
+    train.add_argument("--temperature", type=float, default=None,
+                       help="metric temperature T (default 0.4, or the preset's: with 256 centroids at latent 2, "
+                            "0.8 lets them all overlap early on and training diverges)")
     train.add_argument("--grad-h", default=None,
                        help="registered ∇H method (default analytic, or the preset's)")
     train.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -125,6 +128,12 @@ def _build_model(args: argparse.Namespace, input_dim: int) -> rhvae.RHVAE:
     width = (args.hidden,)
     preset = getattr(args, "preset", None)  # runs saved before --preset existed have none
     hyper = PRESETS[preset]() if preset else {}
+    if not hasattr(args, "temperature"):  # a run saved before --temperature existed trained with 0.8
+        hyper["T"] = 0.8
+    elif args.temperature is not None:
+        hyper["T"] = args.temperature
+    else:
+        hyper.setdefault("T", 0.4)
     grad_h = args.grad_h or hyper.pop("grad_h", "analytic")
     hyper.pop("grad_h", None)
     device = getattr(args, "device", "cpu")

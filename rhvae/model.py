@@ -27,7 +27,7 @@ from rhvae.math.leapfrog import leapfrog_step
 from rhvae.math.metric import MetricSpec, MetricState, local_metric, metric_tensor
 from rhvae.optim import Adam
 from rhvae.registry import Registry, get_registry
-from rhvae.tree import tree_map
+from rhvae.tree import flatten, tree_map
 
 # seed streams; 2 shuffles (training)
 _NOISE_STREAM, _EVAL_STREAM, _CENTROID_STREAM, _SAMPLE_STREAM, _NLL_STREAM = 1, 3, 4, 5, 6
@@ -320,6 +320,14 @@ class RHVAE:
             if parallel is not None:  # Σ over processes of (n_local / n) × the local mean's gradient
                 value, grads = parallel.weighted_sum((value, grads), weight)
             new_params, new_opt_state = opt.update(B, grads, opt_state, params)
+            # a non-finite loss or gradient (an exploding trajectory) skips the update, as
+            # mixed-precision loss scalers do: the parameters never become NaN
+            finite = B.xp.isfinite(value)
+            for _, g in flatten(grads):
+                finite = finite & B.xp.all(B.xp.isfinite(g))
+            keep = lambda new, old: B.xp.where(finite, new, old)  # noqa: E731
+            new_params = tree_map(keep, new_params, params)
+            new_opt_state = tree_map(keep, new_opt_state, opt_state)
             return new_params, new_opt_state, value, grads
 
         return step

@@ -41,3 +41,23 @@ def test_held_out_negative_elbo_falls_over_5_epochs_on_the_mnist_sample(backend)
     neg = [-e for e in history["val_elbo"]]
     assert np.all(np.isfinite(history["loss"]))
     assert neg[-1] < neg[0]
+
+
+def test_a_step_with_a_non_finite_loss_or_gradient_changes_nothing(backend):
+    from helpers import small_model
+    from rhvae.model import Noise
+    from rhvae.tree import flatten
+
+    model = small_model(*backend, input_dim=6, latent_dim=2, hidden=5)
+    x = np.random.default_rng(0).uniform(0.1, 0.9, size=(4, 6))
+    state = model.init(seed=0, centroids=x)
+    bad = Noise(np.full((4, 2), np.nan), np.zeros((4, 2)))
+    after, loss = model.step(state, x, noise=bad)
+    assert np.isnan(loss)
+    to_np = model.backend.to_numpy
+    before = dict(flatten(state.params))
+    for k, a in flatten(after.params):
+        np.testing.assert_array_equal(to_np(a), to_np(before[k]), err_msg=k)
+    assert float(to_np(after.opt_state["count"])) == float(to_np(state.opt_state["count"]))
+    good, _ = model.step(state, x)
+    assert float(to_np(good.opt_state["count"])) == float(to_np(state.opt_state["count"])) + 1
