@@ -34,7 +34,7 @@ def test_evaluate_reports_the_training_runs_held_out_elbo(run_dir, capsys):
     out = capsys.readouterr().out
     elbo = float(out.split("held-out ELBO ")[1].split()[0])
     last = json.loads((run_dir / "metrics.json").read_text())["val_elbo"][-1]
-    assert elbo == pytest.approx(last, rel=1e-5)
+    assert elbo == pytest.approx(last, abs=6e-4)  # printed with 3 decimals
     nll = float(out.split("held-out NLL ")[1].split()[0])
     assert nll <= -elbo + 1e-6            # log-mean-exp of the weights >= their mean
 
