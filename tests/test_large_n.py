@@ -46,7 +46,7 @@ def test_training_gradients_flow_through_the_blocks(rng):
 
 
 def test_the_sampler_and_geodesics_use_the_blocks(rng):
-    (dense, chunked), (s_d, s_c), x = _pair(("jax", "cpu"), rng)
+    (dense, chunked), (s_d, s_c), x = _pair(("torch", "cpu"), rng)
     a = chunked.sample(s_c, 6, transitions=3, seed=2, progress=False)
     b = dense.sample(s_d, 6, transitions=3, seed=2, progress=False)
     np.testing.assert_allclose(a.z, b.z, rtol=1e-10, atol=1e-12)

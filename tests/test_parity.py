@@ -25,10 +25,11 @@ def _pair(device: str, dtype: str, grad_h: str, decoder: str):
             compute("jax", device, dtype, grad_h, decoder))
 
 
-# float64 checks every method to 1e-10; float32 runs for the default method in the default suite
-# and for the others under -m slow (their nested compilations take ~50 s each on 2 cores)
+# The default suite checks the default method (analytic) in both precisions and autodiff in
+# float64; the rest runs under -m slow (each finite-difference case compiles for ~50 s on 2 cores).
+DEFAULT_SUITE = {("analytic", "float32"), ("analytic", "float64"), ("autodiff", "float64")}
 METHOD_DTYPES = [pytest.param(dtype, grad_h, id=f"{grad_h}-{dtype}",
-                              marks=[pytest.mark.slow] if dtype == "float32" and grad_h != "analytic" else [])
+                              marks=[] if (grad_h, dtype) in DEFAULT_SUITE else [pytest.mark.slow])
                  for grad_h in GRAD_H for dtype in ("float32", "float64")]
 
 
