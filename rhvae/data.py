@@ -8,6 +8,7 @@ checked in full when wrapped; anything else is checked batch by batch as it is r
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -80,6 +81,18 @@ class Rows:
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
+
+    def all(self) -> np.ndarray:
+        """Every row, checked: the array itself when it was checked on arrival."""
+        return self.read(np.arange(len(self))) if self.lazy else self.data
+
+    def as_target(self, support: tuple[float, float] | None, likelihood: object) -> Rows:
+        """The same rows as the decoder's target: the same data, plus the likelihood's support check."""
+        target = copy.copy(self)
+        target.support, target.likelihood = support, likelihood
+        if not target.lazy:
+            target._check_support(target.data)
+        return target
 
     def read(self, idx: np.ndarray) -> np.ndarray:
         """Rows ``idx`` (any order, repeats allowed), as a checked ``dtype`` array; a lazy source is

@@ -158,25 +158,12 @@ class RHVAE:
         return self.backend.asarray(x, self.config.dtype)
 
     def _data(self, x: Any, name: str = "x", *, target: bool = False) -> np.ndarray:
-        c = self.config
-        features = c.output_dim if target else c.input_dim
-        arr = validation.check_array(x, name, features, c.dtype,
-                                     expected_by="the decoder" if target else "the encoder")
-        support = getattr(self.components.decoder.likelihood, "support", None)
-        if target and support is not None:
-            validation.check_support(arr, name, support, self.components.decoder.likelihood)
-        return arr
+        """``x`` checked and converted in full (see :meth:`_rows`)."""
+        return self._rows(x, name, target=target).all()
 
     def _pair(self, x: Any, x_out: Any | None) -> tuple[np.ndarray, np.ndarray]:
-        x_in = self._data(x, "x")
-        if x_out is None:
-            if self.config.output_dim != self.config.input_dim:
-                raise ValueError("x_out is required when output_dim differs from input_dim")
-            return x_in, self._data(x, "x", target=True)
-        out = self._data(x_out, "x_out", target=True)
-        if out.shape[0] != x_in.shape[0]:
-            raise ValueError(f"x_out has {out.shape[0]} rows; x has {x_in.shape[0]}")
-        return x_in, out
+        rows_in, rows_out = self._pair_rows(x, x_out)
+        return rows_in.all(), rows_out.all()
 
     def _rows(self, x: Any, name: str = "x", *, target: bool = False) -> Rows:
         """``x`` as :class:`rhvae.data.Rows`, read batch by batch (a ``Rows`` passes through)."""
@@ -189,13 +176,12 @@ class RHVAE:
                     expected_by="the decoder" if target else "the encoder")
 
     def _pair_rows(self, x: Any, x_out: Any | None) -> tuple[Rows, Rows]:
-        if isinstance(x, tuple) and len(x) == 2 and all(isinstance(r, Rows) for r in x):
-            return x
         rows_in = self._rows(x, "x")
         if x_out is None:
             if self.config.output_dim != self.config.input_dim:
                 raise ValueError("x_out is required when output_dim differs from input_dim")
-            return rows_in, self._rows(x, "x", target=True)
+            likelihood = self.components.decoder.likelihood
+            return rows_in, rows_in.as_target(getattr(likelihood, "support", None), likelihood)
         rows_out = self._rows(x_out, "x_out", target=True)
         if len(rows_out) != len(rows_in):
             raise ValueError(f"x_out has {len(rows_out)} rows; x has {len(rows_in)}")

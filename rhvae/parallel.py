@@ -9,3 +9,18 @@ def row_share(n: int, rank: int, world_size: int) -> slice:
     q, r = divmod(n, world_size)
     start = rank * q + min(rank, r)
     return slice(start, start + q + (rank < r))
+
+
+class RowShares:
+    """What every :class:`~rhvae.interfaces.DataParallel` shares: process ``rank`` of ``world_size``
+    reads :func:`row_share` of each global batch, and rank 0 is the main process."""
+
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def local_rows(self, n: int) -> slice:
+        return row_share(n, self.rank, self.world_size)

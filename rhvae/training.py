@@ -88,7 +88,7 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
         history["epoch_loss"].append(float(np.mean(losses)))
         history["epoch_seconds"].append(time.perf_counter() - start)
         if val is not None:
-            history["val_elbo"].append(model.elbo(state, val, seed=state.seed))
+            history["val_elbo"].append(model.elbo(state, *val, seed=state.seed))
         if progress:
             msg = f"epoch {epoch + 1}: loss {history['epoch_loss'][-1]:.3f}"
             if val is not None:

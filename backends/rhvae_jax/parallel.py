@@ -14,10 +14,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from rhvae.errors import RhvaeError
-from rhvae.parallel import row_share
+from rhvae.parallel import RowShares
 
 
-class DeviceMesh:
+class DeviceMesh(RowShares):
     """The batch axis sharded over ``jax.devices()`` (all hosts), parameters replicated."""
 
     def __init__(self, devices: list | None = None) -> None:
@@ -30,13 +30,6 @@ class DeviceMesh:
 
     def __repr__(self) -> str:
         return f"DeviceMesh(devices={len(self.devices)}, processes={self.world_size})"
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def local_rows(self, n: int) -> slice:
-        return row_share(n, self.rank, self.world_size)
 
     def place(self, x: jax.Array) -> jax.Array:
         """Rows sharded over the mesh; replicated when the row count does not divide evenly."""

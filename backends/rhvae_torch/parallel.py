@@ -9,10 +9,10 @@ import torch
 import torch.distributed as dist
 
 from rhvae.errors import RhvaeError
-from rhvae.parallel import row_share
+from rhvae.parallel import RowShares
 
 
-class ProcessGroup:
+class ProcessGroup(RowShares):
     """This process's share of every global batch; gradients summed with ``all_reduce``.
 
     Joins the default process group, initialising it from ``torchrun``'s environment
@@ -35,13 +35,6 @@ class ProcessGroup:
 
     def __repr__(self) -> str:
         return f"ProcessGroup(rank={self.rank}, world_size={self.world_size}, backend={dist.get_backend()!r})"
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def local_rows(self, n: int) -> slice:
-        return row_share(n, self.rank, self.world_size)
 
     def place(self, x: torch.Tensor) -> torch.Tensor:
         return x
