@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cpu (default), cuda or gpu; with --distributed on torch each process takes cuda:LOCAL_RANK")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel: torch under 'torchrun --nproc-per-node N', jax over every device")
+    train.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="jax with several processes: process 0's address (jax.distributed.initialize); "
+                            "with --num-processes and --process-id")
+    train.add_argument("--num-processes", type=int, default=None)
+    train.add_argument("--process-id", type=int, default=None)
     train.set_defaults(run=_train)
     evaluate = commands.add_parser("evaluate", help="held-out ELBO and reconstruction error of a trained run")
     evaluate.add_argument("--run", dest="run_dir", default="runs/latest", help="the folder 'rhvae train' wrote")
@@ -179,22 +184,43 @@ def _figures(model, state, history, x_test, y_test, out, n_samples: int, seed: i
 
 
 def _train(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
     from rhvae import datasets
 
+    _join_processes(args)
     x_train, _, x_test, y_test = datasets.load(args.data, args.n_test, args.seed)
     model = _build_model(args, x_train.shape[1])
-    main = not args.distributed or model.data_parallel().is_main
+    parallel = model.data_parallel() if args.distributed else None
+    main = parallel is None or parallel.is_main
     if main:
         print(f"training on {args.data}: {len(x_train)} train / {len(x_test)} test rows, {model!r}")
     centroids = args.centroids if args.centroids == "batch" else int(args.centroids)
     state = model.init(seed=args.seed, centroids=centroids, data=x_train)
     state, history = model.fit(state, x_train, epochs=args.epochs, batch_size=args.batch_size,
                                validation_data=x_test, distributed=args.distributed)
-    if not main:  # every process holds the same state; one writes it
-        return 0
+    if main:  # every process holds the same state; one writes it
+        _write_run(args, model, state, history, x_test, y_test)
+    if parallel is not None:
+        parallel.barrier()  # a process that exits while another still works can abort the run
+    return 0
+
+
+def _join_processes(args: argparse.Namespace) -> None:
+    """``--coordinator``: join a multi-process JAX run before the first array is made."""
+    given = [args.coordinator, args.num_processes, args.process_id]
+    if all(v is None for v in given):
+        return
+    if None in given or not args.distributed or args.backend != "jax":
+        raise RhvaeError("--coordinator, --num-processes and --process-id go together, with --backend jax "
+                         "--distributed (torch takes its processes from torchrun)")
+    from rhvae_jax.parallel import initialize
+
+    initialize(args.coordinator, args.num_processes, args.process_id)
+
+
+def _write_run(args: argparse.Namespace, model, state, history, x_test, y_test) -> None:
+    import json
+    from pathlib import Path
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(history, indent=1))
@@ -203,7 +229,6 @@ def _train(args: argparse.Namespace) -> int:
     written = _figures(model, state, history, x_test, y_test, out, 64, args.seed)
     print(f"held-out ELBO {history['val_elbo'][-1]:.2f} after {args.epochs} epochs")
     print(f"wrote {out}/metrics.json, {out}/checkpoint.npz|json" + "".join(f", {p}" for p in written))
-    return 0
 
 
 def _load_run(run: str):

@@ -56,10 +56,12 @@ class DataParallel(Protocol):
     """How one training step is split across processes or devices (``fit(distributed=True)``).
 
     A backend offers it through an optional ``data_parallel()`` method. Each process reads the
-    rows ``local_rows(n)`` of every global batch of ``n`` rows; ``place`` turns them into what
-    the compiled step consumes (e.g. one array sharded over devices); ``weighted_sum`` adds
+    rows ``local_rows(n)`` of every global batch of ``n`` rows; ``place(x, n)`` turns them into
+    what the compiled step consumes (e.g. one global array sharded over devices); ``replicate``
+    does the same for the parameters and ``local`` undoes it; ``weighted_sum`` adds
     ``weight × tree`` over processes (the weight is ``n_local / n``, so the sum is the gradient
-    of the global mean); ``gather_rows`` concatenates every process's rows in rank order.
+    of the global mean); ``gather_rows`` concatenates every process's rows in rank order;
+    ``barrier`` waits for every process.
     """
 
     rank: int
@@ -68,9 +70,12 @@ class DataParallel(Protocol):
     @property
     def is_main(self) -> bool: ...
     def local_rows(self, n: int) -> slice: ...
-    def place(self, x: Array) -> Array: ...
+    def place(self, x: Array, n: int) -> Array: ...
+    def replicate(self, tree: Any) -> Any: ...
+    def local(self, tree: Any) -> Any: ...
     def weighted_sum(self, tree: Any, weight: float) -> Any: ...
     def gather_rows(self, x: Array) -> Array: ...
+    def barrier(self) -> None: ...
 
 
 @runtime_checkable

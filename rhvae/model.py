@@ -333,16 +333,24 @@ class RHVAE:
         return state.seed, _NOISE_STREAM, state.step
 
     def _train_step(self, state: TrainState, x_in: np.ndarray, x_out: np.ndarray, noise: Noise,
-                    parallel: DataParallel | None = None, weight: float = 1.0) -> tuple[TrainState, float]:
-        """One Adam step on checked rows; with ``parallel``, these are this process's ``weight``
-        share of the global batch (and ``noise`` its rows of the global batch's noise)."""
+                    parallel: DataParallel | None = None, n: int | None = None) -> tuple[TrainState, float]:
+        """One Adam step on checked rows; with ``parallel``, these are this process's share of a
+        global batch of ``n`` rows (and ``noise`` its rows of the global batch's noise). The
+        returned parameters are as ``parallel.replicate`` left them: ``parallel.local`` them
+        before working outside the step."""
         fn = self._compile("step" if parallel is None else "step:parallel", lambda: self._step_fn(parallel))
         centroid_x, *batch = self._batch_arrays(state, x_in, x_out, noise)
+        params, opt_state, weight = state.params, state.opt_state, 1.0
         if parallel is not None:
-            batch = [parallel.place(a) for a in batch]
+            n = x_in.shape[0] if n is None else n
+            weight = x_in.shape[0] / n
+            params, opt_state = parallel.replicate(params), parallel.replicate(opt_state)
+            batch = [parallel.place(a, n) for a in batch]
             if centroid_x is None and parallel.world_size > 1:  # "batch" mode: the global batch
                 centroid_x = parallel.gather_rows(batch[0])
-        params, opt_state, value, _ = fn(state.params, state.opt_state, centroid_x, *batch, weight)
+            elif centroid_x is not None:
+                centroid_x = parallel.replicate({"x": centroid_x})["x"]
+        params, opt_state, value, _ = fn(params, opt_state, centroid_x, *batch, weight)
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), float(value)
 
     def loss(self, state: TrainState, x: Any, x_out: Any | None = None, *,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def row_share(n: int, rank: int, world_size: int) -> slice:
     """Rows ``[start, stop)`` of ``n`` that process ``rank`` of ``world_size`` takes: the first
@@ -24,3 +26,11 @@ class RowShares:
 
     def local_rows(self, n: int) -> slice:
         return row_share(n, self.rank, self.world_size)
+
+    def replicate(self, tree: Any) -> Any:
+        """``tree`` as the compiled step takes its parameters (as is, unless overridden)."""
+        return tree
+
+    def local(self, tree: Any) -> Any:
+        """The step's parameters as this process uses them outside the step (inverse of replicate)."""
+        return tree

@@ -13,6 +13,7 @@ from rhvae.errors import TrainingDivergedError
 from rhvae.model import Noise
 
 if TYPE_CHECKING:
+    from rhvae.interfaces import DataParallel
     from rhvae.model import RHVAE, TrainState
 
 _SHUFFLE_STREAM = 2
@@ -63,26 +64,25 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
         for b in bar:
             idx = order[b * batch_size:(b + 1) * batch_size]
             noise = model._noise(idx.size, None, model._step_seed(state))
-            share, weight = slice(0, idx.size), 1.0
+            share = slice(0, idx.size)
             if parallel is not None:
                 if idx.size < parallel.world_size:
                     if progress:
                         tqdm.write(f"skipped the last batch: {idx.size} row(s) for {parallel.world_size} processes")
                     continue
                 share = parallel.local_rows(idx.size)
-                weight = (share.stop - share.start) / idx.size
             rows = idx[share]
             x_batch = rows_in.read(rows)
             new_state, value = model._train_step(state, x_batch, rows_out.read_as_target(rows, x_batch, rows_in),
-                                                 Noise(noise.eps[share], noise.xi[share]), parallel, weight)
+                                                 Noise(noise.eps[share], noise.xi[share]), parallel, idx.size)
             if not math.isfinite(value):
                 history["loss"].extend(losses)
-                raise TrainingDivergedError(epoch, state.step, value, state, history)
+                raise TrainingDivergedError(epoch, state.step, value, _local(state, parallel), history)
             state = new_state
             losses.append(value)
             bar.set_postfix(loss=f"{value:.3f}")
         bar.close()
-        state = state.replace(epoch=epoch + 1)
+        state = _local(state, parallel).replace(epoch=epoch + 1)
         state = model.refresh_metric(state, rows_in if state.centroid_data is None else None, parallel=parallel)
         history["loss"].extend(losses)
         history["epoch_loss"].append(float(np.mean(losses)))
@@ -95,3 +95,10 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
                 msg += f", held-out ELBO {history['val_elbo'][-1]:.3f}"
             tqdm.write(msg + f" ({history['epoch_seconds'][-1]:.1f} s)")
     return state, history
+
+
+def _local(state: TrainState, parallel: DataParallel | None) -> TrainState:
+    """The state with parameters and optimiser state as this process uses them outside the step."""
+    if parallel is None:
+        return state
+    return state.replace(params=parallel.local(state.params), opt_state=parallel.local(state.opt_state))

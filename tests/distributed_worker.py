@@ -1,8 +1,9 @@
 """One process of a distributed run, launched by tests/test_distributed.py (torchrun, or JAX with
 several host devices): trains 3 steps and, on the main process, saves parameters and metric.
 
-``python distributed_worker.py BACKEND MODE OUT DTYPE`` with MODE ``fixed`` (fixed centroids),
-``batch`` (the batch is the centroid set) or ``fail`` (rank 1 raises at its second step).
+``python distributed_worker.py BACKEND MODE OUT DTYPE [COORDINATOR PROCESSES PROCESS_ID]`` with
+MODE ``fixed`` (fixed centroids), ``batch`` (the batch is the centroid set) or ``fail`` (rank 1
+raises at its second step); the last three join a multi-process JAX run.
 """
 
 from __future__ import annotations
@@ -51,15 +52,20 @@ def arrays(model, state, history) -> dict[str, np.ndarray]:
 
 if __name__ == "__main__":
     backend, mode, out, dtype = sys.argv[1:5]
-    if dtype == "float64" and backend == "jax":
+    if backend == "jax":
         import jax
 
-        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_enable_x64", dtype == "float64")
+        if len(sys.argv) > 5:
+            from rhvae_jax.parallel import initialize
+
+            initialize(sys.argv[5], int(sys.argv[6]), int(sys.argv[7]), timeout_s=10)
     model, state, history = train(backend, mode, distributed=True, dtype=dtype)
     parallel = model.data_parallel()
     if parallel.is_main:
         extra = {"devices": np.asarray(len(getattr(parallel, "devices", [])) or parallel.world_size)}
         if backend == "jax":  # rows per device of a placed batch of 8: 4 when it is really sharded
-            placed = parallel.place(model._array(data()[:BATCH]))
+            placed = parallel.place(model._array(data()[parallel.local_rows(BATCH)]), BATCH)
             extra["shard_rows"] = np.asarray(placed.addressable_shards[0].data.shape[0])
         np.savez(out, **arrays(model, state, history), **extra)
+    parallel.barrier()  # as rhvae train does: no process exits while another still works

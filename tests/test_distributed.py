@@ -1,9 +1,11 @@
 """Data-parallel training equals single-process training: torch with 2 gloo processes under
-``torchrun``, JAX with the batch sharded over 2 host devices. A failing rank fails the run."""
+``torchrun``, JAX with the batch sharded over 2 host devices and over 2 processes
+(``jax.distributed``). A failing rank fails the run."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +29,25 @@ def _run(cmd: list[str], env_extra: dict | None = None, timeout: int = 240) -> s
 def _torchrun(mode: str, out: Path, dtype: str = "float32") -> subprocess.CompletedProcess:
     return _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                  str(WORKER), "torch", mode, str(out), dtype])
+
+
+def _jax_processes(mode: str, out: Path, dtype: str, timeout: int = 240) -> list[tuple[int, str]]:
+    """Two JAX processes of one run (one CPU device each), joined through a coordinator on a
+    free local port: ``(returncode, output)`` per process."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("XLA_FLAGS", None)
+    procs = [subprocess.Popen([sys.executable, str(WORKER), "jax", mode, str(out), dtype, f"localhost:{port}",
+                               "2", str(i)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env, cwd=HERE.parent) for i in range(2)]
+    try:
+        outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+        return [(p.returncode, out) for p, out in zip(procs, outputs)]
+    finally:
+        for p in procs:
+            p.kill()
 
 
 def _errors(out: Path, backend: str, mode: str, dtype: str) -> dict[str, float]:
@@ -69,6 +90,23 @@ def test_jax_sharded_over_two_devices_trains_like_one(tmp_path, dtype):
     assert int(np.load(out)["shard_rows"]) == 4  # each device holds half of a batch of 8
     errors = _errors(out, "jax", "fixed", dtype)
     assert max(errors.values()) < TOLERANCE[dtype], errors
+
+
+@pytest.mark.parametrize("mode", ["fixed", pytest.param("batch", marks=pytest.mark.slow)])
+def test_two_jax_processes_train_like_one(tmp_path, mode):
+    out = tmp_path / "params.npz"
+    results = _jax_processes(mode, out, "float64")
+    assert all(code == 0 for code, _ in results), results[0][1][-3000:] + results[1][1][-3000:]
+    assert int(np.load(out)["shard_rows"]) == 4  # each process's device holds half of a batch of 8
+    errors = _errors(out, "jax", mode, "float64")
+    assert max(errors.values()) < TOLERANCE["float64"], errors
+
+
+def test_a_failing_jax_process_fails_every_process_without_hanging(tmp_path):
+    results = _jax_processes("fail", tmp_path / "never.npz", "float64", timeout=120)
+    assert all(code != 0 for code, _ in results)
+    assert "rank 1 failed on purpose" in results[1][1]
+    assert not (tmp_path / "never.npz").exists()
 
 
 def test_a_failing_rank_fails_the_whole_run_without_hanging(tmp_path):

@@ -37,7 +37,7 @@ class JaxBackend:
         platform, _, index = device.partition(":")
         platform = "gpu" if platform == "cuda" else platform
         try:
-            self.device = jax.devices(platform)[int(index or 0)]
+            self.device = jax.local_devices(backend=platform)[int(index or 0)]
         except (RuntimeError, IndexError) as exc:
             raise ValueError(f"device {device!r} requested but jax has none: {exc}") from None
         self.version = jax.__version__
@@ -56,7 +56,7 @@ class JaxBackend:
         arr = jnp.asarray(x, dtype=dtype)
         # Leave arrays on the default device uncommitted, like the outputs of a jitted step:
         # committed inputs would make every compiled function compile a second time.
-        return arr if self.device == jax.devices()[0] else jax.device_put(arr, self.device)
+        return arr if self.device == jax.local_devices()[0] else jax.device_put(arr, self.device)
 
     def to_numpy(self, x: jax.Array) -> np.ndarray:
         return np.asarray(x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any
 
@@ -30,13 +31,17 @@ class ProcessGroup(RowShares):
                 raise RhvaeError("distributed training on torch needs a process group: launch with "
                                  "'torchrun --nproc-per-node N ...' or call torch.distributed.init_process_group")
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            # the group this created is closed before the interpreter exits: a gloo group
+            # left to die with the process can abort it ("terminate called without an active
+            # exception") after a successful run
+            atexit.register(_close_process_group)
         self.device = device
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
 
     def __repr__(self) -> str:
         return f"ProcessGroup(rank={self.rank}, world_size={self.world_size}, backend={dist.get_backend()!r})"
 
-    def place(self, x: torch.Tensor) -> torch.Tensor:
+    def place(self, x: torch.Tensor, n: int) -> torch.Tensor:
         return x
 
     def weighted_sum(self, tree: Any, weight: float) -> Any:
@@ -48,6 +53,9 @@ class ProcessGroup(RowShares):
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         return out
 
+    def barrier(self) -> None:
+        dist.barrier()
+
     def gather_rows(self, x: torch.Tensor) -> torch.Tensor:
         """Every process's rows of ``x`` in rank order; shares may differ in length by one."""
         sizes = [torch.zeros((), dtype=torch.int64, device=x.device) for _ in range(self.world_size)]
@@ -57,3 +65,8 @@ class ProcessGroup(RowShares):
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(parts, padded.contiguous())
         return torch.cat([p[:int(n)] for p, n in zip(parts, sizes)])
+
+
+def _close_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
