@@ -13,7 +13,7 @@ from rhvae.tree import flatten
 
 
 def _pair(backend, rng, reduction="sum", **hyper):
-    """The same model and state, dense and in blocks of 5 over 23 centroids (the last block padded)."""
+    """The same model and state, dense and in blocks of 5 over 23 centroids (4 blocks and a rest of 3)."""
     x = rng.uniform(0.05, 0.95, size=(23, 8))
     models = [small_model(*backend, input_dim=8, latent_dim=3, dtype="float64", T=0.9, reduction=reduction,
                           centroid_chunk=chunk, **hyper) for chunk in (None, 5)]

@@ -163,32 +163,25 @@ def _is_chunked(state: MetricState, spec: MetricSpec) -> bool:
     return spec.chunk is not None and spec.chunk < state.centroids.shape[0]
 
 
-def _centroid_blocks(B: Backend, state: MetricState, chunk: int) -> tuple[Array, Array]:
-    """Centroids ``(n, chunk, d)`` and packed ``M`` ``(n, chunk, P)``, padded with ``M = 0``
-    centroids, which add nothing to any sum over centroids."""
-    xp = B.xp
-    c, packed = state.centroids, packed_matrices(B, state)
-    N, d = c.shape
-    n = -(-N // chunk)
-    pad = n * chunk - N
-    if pad:
-        c = xp.concatenate([c, B.constant(np.zeros((pad, d)), c.dtype)], axis=0)
-        packed = xp.concatenate([packed, B.constant(np.zeros((pad, packed.shape[-1])), packed.dtype)], axis=0)
-    return c.reshape(n, chunk, d), packed.reshape(n, chunk, packed.shape[-1])
-
-
 def sum_over_centroids(B: Backend, z: Array, state: MetricState, spec: MetricSpec, term, init):
     """``Σ_blocks term(w, c, M_packed)`` over blocks of ``spec.chunk`` centroids (``init``: the zero
-    accumulators, a tuple of arrays); memory ``O(B·chunk)`` per block. A backend with ``remat``
-    (JAX: ``jax.checkpoint``) recomputes each block in the backward pass instead of keeping it."""
-    centroids, packed = _centroid_blocks(B, state, spec.chunk)
+    accumulators, a tuple of arrays); memory ``O(B·chunk)`` per block. The ``N // chunk`` full
+    blocks are views of the state's arrays (a loop), the ``N mod chunk`` remaining centroids one
+    more block: nothing is padded or copied. A backend with ``remat`` (JAX: ``jax.checkpoint``)
+    recomputes each block in the backward pass instead of keeping it."""
+    c, packed = state.centroids, packed_matrices(B, state)
+    (N, d), P, chunk = c.shape, packed.shape[-1], spec.chunk
+    full, rest = divmod(N, chunk)
+    c_blocks = c[:full * chunk].reshape(full, chunk, d)
+    packed_blocks = packed[:full * chunk].reshape(full, chunk, P)
 
-    def body(k, acc):
-        c = centroids[k]
-        return tuple(a + t for a, t in zip(acc, term(centroid_weights(B, z, c, spec.T, spec.tol), c, packed[k])))
+    def block(acc, c_k, packed_k):
+        return tuple(a + t for a, t in zip(acc, term(centroid_weights(B, z, c_k, spec.T, spec.tol), c_k, packed_k)))
 
-    remat = getattr(B, "remat", None)
-    return B.fori_loop(0, centroids.shape[0], remat(body) if remat is not None else body, init)
+    remat = getattr(B, "remat", lambda f: f)
+    body = remat(lambda k, acc: block(acc, c_blocks[k], packed_blocks[k]))
+    acc = B.fori_loop(0, full, body, init)
+    return remat(block)(acc, c[full * chunk:], packed[full * chunk:]) if rest else acc
 
 
 def weighted_gradient(B: Backend, z: Array, A: Array, metric: LocalMetric, state: MetricState,
