@@ -19,15 +19,15 @@ N_SCALING = [500, 1000] if W.SMOKE else [500, 1000, 2000, 4000, 8000]
 K_SCALING = [1, 2] if W.SMOKE else [1, 2, 5, 10]
 
 
-def _train_step(backend: str, grad_h: str, K: int = 3):
-    model = W.model(backend, grad_h, K)
+def _train_step(backend: str, grad_h: str, K: int = 3, compile: bool | None = None):
+    model = W.model(backend, grad_h, K, compile=compile)
     x = W.data(W.BATCH)
     state = model.init(seed=0)
     return lambda: model.step(state, x)
 
 
-def _eval_elbo(backend: str, grad_h: str, n_centroids: int):
-    model = W.model(backend, grad_h)
+def _eval_elbo(backend: str, grad_h: str, n_centroids: int, compile: bool | None = None):
+    model = W.model(backend, grad_h, compile=compile)
     state = model.refresh_metric(model.init(seed=0, centroids=n_centroids, data=W.data(n_centroids, seed=1)))
     x = W.data(W.BATCH, seed=2)
     return lambda: model.elbo(state, x)
@@ -44,6 +44,19 @@ def test_train_step(measure, backend, grad_h):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_eval_elbo(measure, backend, grad_h, n_centroids):
     measure(f"eval-N{n_centroids}", f"{backend}:{grad_h}", _eval_elbo(backend, grad_h, n_centroids), W.BATCH)
+
+
+# torch.compile (opt-in on torch; JAX always compiles): the analytic step and evaluation
+
+
+def test_train_step_torch_compiled(measure):
+    measure("train", "torch:analytic+compile", _train_step("torch", "analytic", compile=True), W.BATCH)
+
+
+@pytest.mark.parametrize("n_centroids", N_EVAL)
+def test_eval_elbo_torch_compiled(measure, n_centroids):
+    measure(f"eval-N{n_centroids}", "torch:analytic+compile",
+            _eval_elbo("torch", "analytic", n_centroids, compile=True), W.BATCH)
 
 
 @pytest.mark.parametrize("n_centroids", N_SCALING)

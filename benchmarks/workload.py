@@ -28,10 +28,10 @@ def data(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(size=(n, INPUT)).astype(np.float32)
 
 
-def model(backend: str, grad_h: str, K: int = 3, **extra) -> rhvae.RHVAE:
+def model(backend: str, grad_h: str, K: int = 3, compile: bool | None = None, **extra) -> rhvae.RHVAE:
     """The reference model; ``extra``: further :class:`rhvae.config.RHVAEConfig` fields."""
     reg = rhvae.get_registry()
-    return rhvae.RHVAE(backend, input_dim=INPUT, latent_dim=LATENT, grad_h=grad_h,
+    return rhvae.RHVAE(backend, input_dim=INPUT, latent_dim=LATENT, grad_h=grad_h, compile=compile,
                        encoder=reg.create("encoder", "mlp", hidden=(HIDDEN_ENC,)),
                        decoder=reg.create("decoder", "bernoulli_mlp", hidden=(HIDDEN_ENC,)),
                        metric=reg.create("metric", "mlp", hidden=(HIDDEN_METRIC,)), **{**HYPER, "K": K, **extra})

@@ -1,9 +1,11 @@
 """Compiled JAX functions are traced once per shape: new data, a new state and a padded last
-evaluation chunk reuse them."""
+evaluation chunk reuse them. ``torch.compile`` (opt-in) computes what eager torch computes,
+and compiles once per shape too."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from helpers import avals, small_model
 
@@ -41,3 +43,25 @@ def test_the_training_step_never_materialises_a_batch_by_centroid_tensor(rng):
     offending = [s for s in shapes
                  if any(s[i:i + 2] == (batch, n_centroids) and len(s) > i + 2 for i in range(len(s)))]
     assert not offending, offending
+
+
+@pytest.mark.slow  # torch.compile of a training step takes 30-60 s on 2 cores
+def test_torch_compile_trains_like_eager_and_compiles_once(rng):
+    import torch._dynamo
+
+    x = rng.uniform(0.05, 0.95, size=(12, 6))
+    models = [small_model("torch", input_dim=6, latent_dim=2, hidden=5, K=2, steps=2, compile=flag)
+              for flag in (False, True)]
+    states = [m.init(seed=0, centroids=x[:4]) for m in models]
+    losses = [[], []]
+    for b in range(3):
+        for i, m in enumerate(models):
+            states[i], loss = m.step(states[i], x[b * 4:(b + 1) * 4])
+            losses[i].append(loss)
+        if b == 0:
+            assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # the counter counts
+            torch._dynamo.utils.counters.clear()  # the first step compiled; later ones must not
+    assert not torch._dynamo.utils.counters["stats"]["unique_graphs"], "a step of the same shape recompiled"
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    eager, compiled = (m.elbo(s, x, seed=1) for m, s in zip(models, states))
+    assert compiled == pytest.approx(eager, rel=1e-5)

@@ -28,18 +28,20 @@ _ACTIVATIONS: dict[str, Callable] = {
 
 
 class JaxBackend:
-    """JAX on ``device`` (``"cpu"``, ``"gpu"`` or ``"cuda"``, optionally ``":index"``)."""
+    """JAX on ``device`` (``"cpu"``, ``"gpu"`` or ``"cuda"``, optionally ``":index"``);
+    ``compile=False`` runs every function op by op (for debugging)."""
 
     name = "jax"
     xp = jnp
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", compile: bool = True) -> None:
         platform, _, index = device.partition(":")
         platform = "gpu" if platform == "cuda" else platform
         try:
             self.device = jax.local_devices(backend=platform)[int(index or 0)]
         except (RuntimeError, IndexError) as exc:
             raise ValueError(f"device {device!r} requested but jax has none: {exc}") from None
+        self.compile = compile
         self.version = jax.__version__
 
     def __repr__(self) -> str:
@@ -77,7 +79,7 @@ class JaxBackend:
         return jax.lax.fori_loop(lower, upper, body, init)
 
     def jit(self, f: Callable) -> Callable:
-        return jax.jit(f)
+        return jax.jit(f) if self.compile else f
 
     def stop_gradient(self, x: jax.Array) -> jax.Array:
         return jax.lax.stop_gradient(x)

@@ -47,7 +47,7 @@ class Flow(NamedTuple):
     eps: float
     steps: int
     beta0: float
-    momentum_scales: np.ndarray
+    momentum_scales: tuple[float, ...]
     log_beta_ratio: float
     metric: MetricSpec
     logp_prefactor: tuple[float, float, float]
@@ -56,9 +56,10 @@ class Flow(NamedTuple):
     integrator: str = "implicit"
 
 
-def momentum_scales(betas: np.ndarray) -> np.ndarray:
-    """``s_k = √(β_{k-1} / β_k)``, ``k = 1..K``: the momentum rescaling after each leapfrog step."""
-    return np.sqrt(betas[:-1] / betas[1:])
+def momentum_scales(betas: np.ndarray) -> tuple[float, ...]:
+    """``s_k = √(β_{k-1} / β_k)``, ``k = 1..K``: the momentum rescaling after each leapfrog step
+    (plain floats, so compiled steps see constants, not arrays captured from numpy)."""
+    return tuple(float(s) for s in np.sqrt(betas[:-1] / betas[1:]))
 
 
 def encoder_log_prob(B: Backend, z: Array, mu: Array, log_sigma: Array) -> Array:
