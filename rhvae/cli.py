@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="runs/latest", help="output folder")
     train.add_argument("--device", default="cpu",
                        help="cpu (default), cuda or gpu; with --distributed on torch each process takes cuda:LOCAL_RANK")
+    train.add_argument("--compile", action="store_true",
+                       help="torch: torch.compile the step and evaluation (about a minute to compile, then about "
+                            "2.5x faster); jax always compiles")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel: torch under 'torchrun --nproc-per-node N', jax over every device")
     train.add_argument("--coordinator", default=None, metavar="HOST:PORT",
@@ -147,7 +150,8 @@ def _build_model(args: argparse.Namespace, input_dim: int) -> rhvae.RHVAE:
 
         device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
     return rhvae.RHVAE(
-        args.backend, input_dim=input_dim, latent_dim=args.latent_dim, grad_h=grad_h, device=device, **hyper,
+        args.backend, input_dim=input_dim, latent_dim=args.latent_dim, grad_h=grad_h, device=device,
+        compile=True if getattr(args, "compile", False) else None, **hyper,
         encoder=reg.create("encoder", "mlp", hidden=width),
         decoder=reg.create("decoder", args.decoder, hidden=width),
         metric=reg.create("metric", "mlp", hidden=width),
