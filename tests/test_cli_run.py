@@ -66,3 +66,9 @@ def test_the_aetk_preset_reaches_the_model_and_an_explicit_grad_h_wins():
     args = cli.build_parser().parse_args(["train", "--preset", "aetk_compat", "--grad-h", "autodiff"])
     assert type(cli._build_model(args, input_dim=64).components.grad_h).__name__ == "Autodiff"
     assert type(cli._build_model(cli.build_parser().parse_args(["train"]), 64).components.grad_h).__name__ == "Analytic"
+
+
+def test_jax_process_flags_go_together_with_jax_distributed(capsys):
+    assert cli.main(["train", "--data", "digits", "--coordinator", "localhost:1234", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rhvae: error: --coordinator, --num-processes and --process-id go together")
