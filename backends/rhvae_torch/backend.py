@@ -71,7 +71,7 @@ class TorchBackend:
     def vjp(self, f: Callable, *primals: torch.Tensor):
         return torch.func.vjp(f, *primals)
 
-    def fori_loop(self, lower: int, upper: int, body: Callable, init: Any) -> Any:
+    def fori_loop(self, lower: int, upper: int, body: Callable, init: Any, unroll: bool = False) -> Any:
         val = init
         for i in range(lower, upper):
             val = body(i, val)

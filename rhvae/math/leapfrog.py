@@ -44,6 +44,12 @@ def _prepared(grad_h: GradH) -> PreparedGradH:
     return grad_h if isinstance(grad_h, PreparedGradH) else _PositionOnly(grad_h)
 
 
+def _unroll(grad_h: GradH) -> bool:
+    """Unroll the leapfrog and fixed-point loops for a closed-form ``∇H`` (a small graph to
+    compile); an autodiff or finite-difference ``∇H`` inside unrolled loops compiles for minutes."""
+    return isinstance(grad_h, PreparedGradH) and not isinstance(grad_h, _PositionOnly)
+
+
 def prepare(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array) -> Any:
     """What ``grad_h`` reuses at position ``z``: its ``prepare`` output, or ``z`` itself."""
     return _prepared(grad_h).prepare(B, H, z)
@@ -63,7 +69,7 @@ def momentum_half_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho:
     gh = _prepared(grad_h)
     at = gh.prepare(B, H, z) if at is None else at
     return B.fori_loop(0, steps, lambda _, r: rho - 0.5 * eps * _maybe_stop(B, gh.grad_z_at(B, H, at, r), truncate),
-                       rho)
+                       rho, unroll=_unroll(grad_h))
 
 
 def position_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
@@ -77,7 +83,7 @@ def position_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Arra
     g0 = _maybe_stop(B, gh.grad_rho_at(B, H, at, rho), truncate)
     return B.fori_loop(
         1, steps, lambda _, zz: z + 0.5 * eps * (g0 + _maybe_stop(B, gh.grad_rho(B, H, zz, rho), truncate)),
-        z + eps * g0)
+        z + eps * g0, unroll=_unroll(grad_h))
 
 
 def momentum_final_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,
@@ -122,4 +128,4 @@ def tempered_trajectory(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho
         return zk, rk * momentum_scales[k], at
 
     at = gh.prepare(B, H, z) if at is None else at
-    return B.fori_loop(0, momentum_scales.shape[0], body, (z, rho, at))
+    return B.fori_loop(0, momentum_scales.shape[0], body, (z, rho, at), unroll=_unroll(grad_h))
