@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="cpu",
                        help="cpu (default), cuda or gpu; with --distributed on torch each process takes cuda:LOCAL_RANK")
     train.add_argument("--compile", action="store_true",
-                       help="torch: torch.compile the step and evaluation (about a minute to compile, then about "
-                            "2.5x faster); jax always compiles")
+                       help="torch: torch.compile the step and evaluation (about a minute to compile, then "
+                            "2-3x faster steps); jax always compiles")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel: torch under 'torchrun --nproc-per-node N', jax over every device")
     train.add_argument("--coordinator", default=None, metavar="HOST:PORT",

@@ -90,7 +90,7 @@ class RHVAE:
     (``K eps beta0 steps T lam reduction logp_prefactor logq_prefactor learning_rate dtype``).
     ``compile``: compile every step and evaluation (the default: JAX yes, torch no; on torch it
     is ``torch.compile``, which costs a minute or more per function on a small CPU and then
-    trains about 2.5× faster).
+    trains 2–3× faster).
     """
 
     def __init__(
