@@ -58,7 +58,7 @@ class DataParallel(Protocol):
     A backend offers it through an optional ``data_parallel()`` method. Each process reads the
     rows ``local_rows(n)`` of every global batch of ``n`` rows; ``place(x, n)`` turns them into
     what the compiled step consumes (e.g. one global array sharded over devices); ``replicate``
-    does the same for the parameters and ``local`` undoes it; ``weighted_sum`` adds
+    does the same for the parameters (an array or a tree) and ``local`` undoes it; ``weighted_sum`` adds
     ``weight × tree`` over processes (the weight is ``n_local / n``, so the sum is the gradient
     of the global mean); ``gather_rows`` concatenates every process's rows in rank order;
     ``barrier`` waits for every process.

@@ -354,7 +354,7 @@ class RHVAE:
             if centroid_x is None and parallel.world_size > 1:  # "batch" mode: the global batch
                 centroid_x = parallel.gather_rows(batch[0])
             elif centroid_x is not None:
-                centroid_x = parallel.replicate({"x": centroid_x})["x"]
+                centroid_x = parallel.replicate(centroid_x)
         params, opt_state, value, _ = fn(params, opt_state, centroid_x, *batch, weight)
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), float(value)
 

@@ -28,7 +28,8 @@ class RowShares:
         return row_share(n, self.rank, self.world_size)
 
     def replicate(self, tree: Any) -> Any:
-        """``tree`` as the compiled step takes its parameters (as is, unless overridden)."""
+        """An array or a tree of them (the parameters) as the compiled step takes it (as is,
+        unless overridden)."""
         return tree
 
     def local(self, tree: Any) -> Any:

@@ -11,6 +11,7 @@ each process computes on its own devices with the replicated parameters it holds
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -46,8 +47,11 @@ class DeviceMesh(RowShares):
         return self._replicate_leaf(self.gather_rows(x))
 
     def replicate(self, tree: Any) -> Any:
-        """Parameters as global arrays replicated on every device of the mesh."""
-        return tree if self.world_size == 1 else tree_map(self._replicate_leaf, tree)
+        """An array, or a tree of them (the parameters), as global arrays replicated on every
+        device of the mesh."""
+        if self.world_size == 1:
+            return tree
+        return tree_map(self._replicate_leaf, tree) if isinstance(tree, Mapping) else self._replicate_leaf(tree)
 
     def local(self, tree: Any) -> Any:
         """Global replicated arrays back as this process's own copy (for work outside the step)."""
