@@ -1,4 +1,5 @@
-"""The JAX backend's loop-based Cholesky and triangular solves (used on CPU instead of LAPACK)."""
+"""The JAX backend's inverse Cholesky factor: the CPU loop, the factorisation used on accelerators,
+and the closed-form gradient they share."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from helpers import small_model
 from rhvae.model import Noise
 from rhvae_jax import linalg
 
+FORWARDS = {"cpu loop": linalg.inverse_cholesky_cpu, "factor and solve": linalg.inverse_cholesky_accelerator}
+
 
 def _spd(rng: np.random.Generator, batch: int, d: int) -> np.ndarray:
     a = rng.normal(size=(batch, d, d))
@@ -18,47 +21,60 @@ def _spd(rng: np.random.Generator, batch: int, d: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("d", [1, 3, 16])
-def test_cholesky_and_solves_match_numpy(rng, d):
+@pytest.mark.parametrize("name", FORWARDS)
+def test_inverse_cholesky_matches_numpy(rng, name, d):
     a = _spd(rng, 7, d)
-    L = np.asarray(linalg.cholesky(jnp.asarray(a)))
-    np.testing.assert_allclose(L, np.linalg.cholesky(a), rtol=1e-12, atol=1e-12)
-    b = rng.normal(size=(7, d, 3))
-    np.testing.assert_allclose(np.asarray(linalg.solve_triangular(jnp.asarray(L), jnp.asarray(b), lower=True)),
-                               np.linalg.solve(L, b), rtol=1e-10, atol=1e-12)
-    U = L.transpose(0, 2, 1)
-    np.testing.assert_allclose(np.asarray(linalg.solve_triangular(jnp.asarray(U), jnp.asarray(b), lower=False)),
-                               np.linalg.solve(U, b), rtol=1e-10, atol=1e-12)
+    X = np.asarray(FORWARDS[name](jnp.asarray(a)))
+    np.testing.assert_allclose(X, np.linalg.inv(np.linalg.cholesky(a)), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(X.transpose(0, 2, 1) @ X, np.linalg.inv(a), rtol=1e-10, atol=1e-12)
 
 
 def test_not_positive_definite_gives_nan_like_lapack():
     a = jnp.asarray([[[1.0, 2.0], [2.0, 1.0]]])
-    assert np.isnan(np.asarray(linalg.cholesky(a))).any()
+    assert np.isnan(np.asarray(linalg.inverse_cholesky_cpu(a))).any()
     assert np.isnan(np.asarray(jnp.linalg.cholesky(a))).any()
 
 
-def test_first_and_second_derivatives_match_lapack_versions(rng):
-    """Along symmetric directions (all the model uses) the loops differentiate like jax's LAPACK ops."""
+@pytest.mark.parametrize("name", FORWARDS)
+def test_first_and_second_derivatives_match_lapack_autodiff(rng, name):
+    """Along symmetric directions (all the model uses), the closed-form gradient equals jax's own
+    derivatives of LAPACK's Cholesky and triangular solve, to first and second order."""
     d = 5
     s = jnp.asarray(_spd(rng, 3, d) / 2)
     rhs = jnp.asarray(rng.normal(size=(3, d, 2)))
 
-    def objective(chol, solve):
+    def objective(inverse_cholesky):
         def f(s):
-            a = s + s.mT
-            L = chol(a)
-            x = solve(L, rhs, True)
-            y = solve(L.mT, x, False)
-            return jnp.sum(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)) ** 2) + jnp.sum(jnp.sin(y))
+            X = inverse_cholesky(s + s.mT)
+            G = X.mT @ X
+            return (jnp.sum(jnp.log(jnp.diagonal(X, axis1=-2, axis2=-1)) ** 2) + jnp.sum(jnp.sin(X.mT @ rhs))
+                    + jnp.sum(jnp.cos(G)))
         return f
 
-    ours = objective(linalg.cholesky, lambda t, b, lo: linalg.solve_triangular(t, b, lower=lo))
-    lapack = objective(jnp.linalg.cholesky,
-                       lambda t, b, lo: jax.lax.linalg.triangular_solve(t, b, left_side=True, lower=lo))
-    g1, g2 = jax.grad(ours)(s), jax.grad(lapack)(s)
+    ours = objective(FORWARDS[name])
+    reference = objective(lambda a: jax.lax.linalg.triangular_solve(
+        jnp.linalg.cholesky(a), jnp.broadcast_to(jnp.eye(d), a.shape), left_side=True, lower=True))
+    g1, g2 = jax.grad(ours)(s), jax.grad(reference)(s)
     np.testing.assert_allclose(np.asarray(g1), np.asarray(g2), rtol=1e-9, atol=1e-11)
     h1 = jax.grad(lambda s: jnp.sum(jax.grad(ours)(s) ** 2))(s)
-    h2 = jax.grad(lambda s: jnp.sum(jax.grad(lapack)(s) ** 2))(s)
+    h2 = jax.grad(lambda s: jnp.sum(jax.grad(reference)(s) ** 2))(s)
     np.testing.assert_allclose(np.asarray(h1), np.asarray(h2), rtol=1e-8, atol=1e-10)
+
+
+def test_gradient_matches_central_differences(rng):
+    """Independent of any autodiff: ``d/dt f(a + t V)`` at ``t = 0`` for a symmetric direction ``V``."""
+    d = 4
+    a, V = _spd(rng, 2, d), rng.normal(size=(2, d, d))
+    V = V + V.transpose(0, 2, 1)
+    W = rng.normal(size=(2, d, d))
+
+    def f(a):
+        return jnp.sum(jnp.asarray(W) * linalg.inverse_cholesky_cpu(a))
+
+    h = 1e-6
+    numeric = (f(jnp.asarray(a + h * V)) - f(jnp.asarray(a - h * V))) / (2 * h)
+    analytic = jnp.sum(jax.grad(f)(jnp.asarray(a)) * V)
+    np.testing.assert_allclose(float(analytic), float(numeric), rtol=1e-7)
 
 
 def test_cpu_training_step_has_no_lapack_kernels(rng):

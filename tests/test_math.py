@@ -222,8 +222,8 @@ def test_initial_momentum_has_covariance_G(backend, rng):
                      MetricSpec(1.0, 1e-9))
     n = 200_000
     xi = rng.standard_normal((n, 3))
-    chol = B.xp.broadcast_to(m.chol, (n, 3, 3))
-    gamma = B.to_numpy(sample_momentum(B, m._replace(chol=chol), B.asarray(xi, "float64")))
+    inv_chol = B.xp.broadcast_to(m.inv_chol, (n, 3, 3))
+    gamma = B.to_numpy(sample_momentum(B, m._replace(inv_chol=inv_chol), B.asarray(xi, "float64")))
     assert normwise_error(np.cov(gamma.T), np.linalg.inv(G_inv)) < 0.02
 
 

@@ -90,18 +90,11 @@ class JaxBackend:
         """``f`` recomputed in the backward pass instead of storing its intermediates."""
         return jax.checkpoint(f)
 
-    # On CPU, jaxlib's LAPACK kernels can deadlock inside a compiled step (see linalg.py);
-    # elsewhere (cuSolver) they are safe and fast.
-
-    def cholesky(self, a: jax.Array) -> jax.Array:
+    def inverse_cholesky(self, a: jax.Array) -> jax.Array:
+        # On CPU, jaxlib's LAPACK kernels can deadlock inside a compiled step (see linalg.py)
         if self.device.platform == "cpu":
-            return linalg.cholesky(a)
-        return jnp.linalg.cholesky(a)
-
-    def solve_triangular(self, a: jax.Array, b: jax.Array, *, lower: bool) -> jax.Array:
-        if self.device.platform == "cpu":
-            return linalg.solve_triangular(a, b, lower=lower)
-        return jax.lax.linalg.triangular_solve(a, b, left_side=True, lower=lower)
+            return linalg.inverse_cholesky_cpu(a)
+        return linalg.inverse_cholesky_accelerator(a)
 
     def logsumexp(self, x: jax.Array, axis: int) -> jax.Array:
         return jax.nn.logsumexp(x, axis=axis)

@@ -83,13 +83,11 @@ class TorchBackend:
     def stop_gradient(self, x: torch.Tensor) -> torch.Tensor:
         return x.detach()
 
-    def cholesky(self, a: torch.Tensor) -> torch.Tensor:
-        # cholesky_ex does not raise on a non-positive-definite input (NaN flows on, as in jax),
-        # so a diverging run is caught by the finite-loss check of fit, with its epoch and step.
-        return torch.linalg.cholesky_ex(a).L
-
-    def solve_triangular(self, a: torch.Tensor, b: torch.Tensor, *, lower: bool) -> torch.Tensor:
-        return torch.linalg.solve_triangular(a, b, upper=not lower)
+    def inverse_cholesky(self, a: torch.Tensor) -> torch.Tensor:
+        # cholesky_ex does not raise on a non-positive-definite input: log det is then NaN, as
+        # in jax, so a diverging run is caught by the finite-loss check of fit, with its epoch and step
+        eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device).expand(a.shape)
+        return torch.linalg.solve_triangular(torch.linalg.cholesky_ex(a).L, eye, upper=False)
 
     def logsumexp(self, x: torch.Tensor, axis: int) -> torch.Tensor:
         return torch.logsumexp(x, dim=axis)

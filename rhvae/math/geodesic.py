@@ -5,7 +5,7 @@ A path ``z_0, …, z_T`` with fixed ends, segments ``Δ_t = z_{t+1} - z_t`` and 
 
 ``energy = T Σ_t Δ_tᵀ G(m_t) Δ_t`` (≈ ``∫₀¹ żᵀ G(z) ż dt``) and ``length = Σ_t √(Δ_tᵀ G(m_t) Δ_t)``,
 
-with ``Δᵀ G Δ = ‖C⁻¹ Δ‖²`` for the Cholesky factor ``C`` of ``G⁻¹`` (no inverse formed). The
+with ``Δᵀ G Δ = ‖X Δ‖²`` for the inverse ``X = C⁻¹`` of the Cholesky factor ``C`` of ``G⁻¹``. The
 minimiser of the energy is the constant-speed geodesic; the interior points are optimised with
 Adam from the straight line.
 """
@@ -20,7 +20,7 @@ def segment_norms_sq(B: Backend, path: Array, state: MetricState, spec: MetricSp
     """``Δ_tᵀ G(m_t) Δ_t`` for each of the ``n`` segments of ``path (n + 1, d)``: ``(n,)``."""
     delta = path[1:] - path[:-1]
     metric = local_metric(B, 0.5 * (path[1:] + path[:-1]), state, spec)
-    u = B.solve_triangular(metric.chol, delta[..., None], lower=True)[..., 0]
+    u = B.xp.einsum("tij,tj->ti", metric.inv_chol, delta)
     return B.xp.sum(u * u, axis=-1)
 
 

@@ -36,7 +36,7 @@ class Hamiltonian:
         return -self.log_likelihood(z) - self.prior.log_prob(self.B, z)
 
     def metric(self, z: Array) -> LocalMetric:
-        """``G⁻¹(z)``, its Cholesky factor, ``log det G`` and the centroid weights."""
+        """``G⁻¹(z)``, the inverse of its Cholesky factor, ``log det G`` and the centroid weights."""
         return local_metric(self.B, z, self.metric_state, self.spec)
 
     def kinetic(self, z: Array, rho: Array, metric: LocalMetric | None = None) -> Array:

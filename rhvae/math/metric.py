@@ -1,8 +1,9 @@
 """The learned Riemannian metric of the RHVAE.
 
 ``G⁻¹(z) = a Σ_i M_i exp(-‖z - c_i‖² / T²) + λ I`` with ``M_i = L_i L_iᵀ``, ``a = 1`` ("sum")
-or ``1/N`` ("mean"). ``G`` and ``log det G`` come from the Cholesky factor ``C`` of ``G⁻¹``
-(``G⁻¹ = C Cᵀ``); no explicit inverse is formed in the hot path.
+or ``1/N`` ("mean"). Everything else comes from the inverse ``X = C⁻¹`` of the Cholesky factor
+``C`` of ``G⁻¹ = C Cᵀ`` (``B.inverse_cholesky``): ``G = Xᵀ X``, ``log det G = 2 Σ_j log X_jj``,
+``γ = Xᵀ ξ ~ N(0, G)``.
 """
 
 from __future__ import annotations
@@ -49,13 +50,14 @@ class MetricState(NamedTuple):
 class LocalMetric(NamedTuple):
     """The metric at a batch of points ``z (B, d)``.
 
-    ``G_inv (B, d, d)``; ``chol (B, d, d)`` lower, ``G_inv = chol cholᵀ``; ``logdet_G (B,)``;
+    ``G_inv (B, d, d)``; ``inv_chol (B, d, d)`` lower, the inverse of the Cholesky factor of
+    ``G_inv``, so ``G = inv_cholᵀ inv_chol``; ``logdet_G (B,)``;
     ``weights (B, N)`` the centroid weights ``w_i = exp(-‖z - c_i‖²/T²)``, or ``None`` when the
     sums over centroids run in chunks (they are recomputed block by block instead).
     """
 
     G_inv: Array
-    chol: Array
+    inv_chol: Array
     logdet_G: Array
     weights: Array | None
 
@@ -225,19 +227,16 @@ def inverse_metric(B: Backend, z: Array, state: MetricState, spec: MetricSpec) -
 
 
 def local_metric(B: Backend, z: Array, state: MetricState, spec: MetricSpec) -> LocalMetric:
-    """``G⁻¹(z)``, its Cholesky factor and ``log det G = -2 Σ_j log C_jj``."""
+    """``G⁻¹(z)``, ``X = C⁻¹`` for its Cholesky factor ``C`` and ``log det G = 2 Σ_j log X_jj``."""
     G_inv, w = inverse_metric(B, z, state, spec)
-    chol = B.cholesky(G_inv)
-    logdet_G = -2.0 * B.xp.sum(B.xp.log(B.xp.linalg.diagonal(chol)), axis=-1)
-    return LocalMetric(G_inv, chol, logdet_G, w)
+    inv_chol = B.inverse_cholesky(G_inv)
+    logdet_G = 2.0 * B.xp.sum(B.xp.log(B.xp.linalg.diagonal(inv_chol)), axis=-1)
+    return LocalMetric(G_inv, inv_chol, logdet_G, w)
 
 
 def metric_tensor(B: Backend, metric: LocalMetric) -> Array:
-    """``G = (G⁻¹)⁻¹ = C⁻ᵀ C⁻¹`` from the Cholesky factor; ``(B, d, d)``."""
-    xp = B.xp
-    eye = xp.broadcast_to(B.constant(np.eye(metric.chol.shape[-1]), metric.chol.dtype), metric.chol.shape)
-    c_inv = B.solve_triangular(metric.chol, eye, lower=True)
-    return xp.matmul(c_inv.mT, c_inv)
+    """``G = (G⁻¹)⁻¹ = Xᵀ X``; ``(B, d, d)``."""
+    return B.xp.einsum("bki,bkj->bij", metric.inv_chol, metric.inv_chol)
 
 
 def quadratic_form(B: Backend, A: Array, v: Array) -> Array:
@@ -246,8 +245,8 @@ def quadratic_form(B: Backend, A: Array, v: Array) -> Array:
 
 
 def sample_momentum(B: Backend, metric: LocalMetric, xi: Array) -> Array:
-    """``γ = C⁻ᵀ ξ ~ N(0, G(z))`` for ``ξ ~ N(0, I)``: ``Cov γ = C⁻ᵀC⁻¹ = G``; ``(B, d)``."""
-    return B.solve_triangular(metric.chol.mT, xi[..., None], lower=False)[..., 0]
+    """``γ = Xᵀ ξ ~ N(0, G(z))`` for ``ξ ~ N(0, I)``: ``Cov γ = Xᵀ X = G``; ``(B, d)``."""
+    return B.xp.einsum("bki,bk->bi", metric.inv_chol, xi)
 
 
 def momentum_log_prob(B: Backend, metric: LocalMetric, rho: Array) -> Array:
