@@ -574,7 +574,7 @@ class RHVAE:
         return self.backend.to_numpy(self._local_metric(state, z).G_inv)
 
     def metric_tensor(self, state: TrainState, z: Any) -> np.ndarray:
-        """``G(z) = (G⁻¹(z))⁻¹`` through the Cholesky factor of ``G⁻¹``; ``(B, d, d)``."""
+        """``G(z) = Xᵀ X`` from the inverse ``X`` of the Cholesky factor of ``G⁻¹(z)``; ``(B, d, d)``."""
         return self.backend.to_numpy(metric_tensor(self.backend, self._local_metric(state, z)))
 
     def log_det_metric(self, state: TrainState, z: Any) -> np.ndarray:

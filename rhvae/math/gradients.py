@@ -32,7 +32,7 @@ class PositionTerms(NamedTuple):
     z: Array
     grad_potential: Array   # ∇z U, (B, d)
     G: Array                # the metric G(z), (B, d, d)
-    metric: LocalMetric     # G⁻¹, its Cholesky factor, log det G, the weights w
+    metric: LocalMetric     # G⁻¹, the inverse of its Cholesky factor, log det G, the weights w
     log_likelihood: Array   # log p(x | z), (B,)
 
 
