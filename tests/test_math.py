@@ -116,6 +116,23 @@ def test_metric_tensor_inverts_the_inverse_metric(backend, rng):
     np.testing.assert_allclose(model.log_det_metric(state, z), np.linalg.slogdet(G)[1], rtol=1e-11)
 
 
+def test_inverse_cholesky_in_float32_loses_at_most_condition_number_times_eps(backend, rng):
+    """``G = XᵀX`` from ``B.inverse_cholesky`` of an ill-conditioned ``G⁻¹`` (``κ ≈ 10⁴``, as with
+    ``λ = 10⁻²`` next to large ``M_i``), against float64: a relative error ``O(κ ε)``, the
+    accuracy of a backward-stable inverse (an unstable one loses ``κ² ε`` and fails)."""
+    B = _backend(backend)
+    d, n = 16, 50
+    Q, _ = np.linalg.qr(rng.standard_normal((n, d, d)))
+    eigenvalues = np.logspace(-2, 2, d)                           # κ = 10⁴
+    a = np.einsum("nij,j,nkj->nik", Q, eigenvalues, Q)
+    X = B.to_numpy(B.inverse_cholesky(B.asarray(a, "float32"))).astype(np.float64)
+    G = X.transpose(0, 2, 1) @ X
+    relative = np.linalg.norm(G - np.linalg.inv(a), axis=(1, 2)) / np.linalg.norm(np.linalg.inv(a), axis=(1, 2))
+    assert np.median(relative) < 1e4 * np.finfo(np.float32).eps
+    np.testing.assert_allclose(2 * np.log(np.diagonal(X, axis1=1, axis2=2)).sum(-1), -np.linalg.slogdet(a)[1],
+                               atol=1e4 * np.finfo(np.float32).eps)
+
+
 def test_autodiff_grad_h_matches_finite_differences_in_float64(backend, rng):
     auto = small_model(*backend, dtype="float64", grad_h="autodiff")
     fd = small_model(*backend, dtype="float64", grad_h="finite")
