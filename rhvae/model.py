@@ -310,15 +310,14 @@ class RHVAE:
             value, grads = value_and_grad(params, centroid_x, x_in, x_out, eps, xi)
             if parallel is not None:  # Σ over processes of (n_local / n) × the local mean's gradient
                 value, grads = parallel.weighted_sum((value, grads), weight)
-            new_params, new_opt_state = opt.update(B, grads, opt_state, params)
             # a non-finite loss or gradient (an exploding trajectory) skips the update, as
-            # mixed-precision loss scalers do: the parameters never become NaN
+            # mixed-precision loss scalers do: the parameters never become NaN. A sum is
+            # non-finite when any term is (or when it overflows, which no update survives either)
             finite = B.xp.isfinite(value)
             for _, g in flatten(grads):
-                finite = finite & B.xp.all(B.xp.isfinite(g))
-            keep = lambda new, old: B.xp.where(finite, new, old)  # noqa: E731
-            new_params = tree_map(keep, new_params, params)
-            new_opt_state = tree_map(keep, new_opt_state, opt_state)
+                finite = finite & B.xp.isfinite(B.xp.sum(g))
+            new_params, new_opt_state = B.cond(finite, lambda: opt.update(B, grads, opt_state, params),
+                                               lambda: (params, opt_state))
             return new_params, new_opt_state, value, grads
 
         return step

@@ -61,3 +61,17 @@ def test_a_step_with_a_non_finite_loss_or_gradient_changes_nothing(backend):
     assert float(to_np(after.opt_state["count"])) == float(to_np(state.opt_state["count"]))
     good, _ = model.step(state, x)
     assert float(to_np(good.opt_state["count"])) == float(to_np(state.opt_state["count"])) + 1
+
+
+@pytest.mark.parametrize("pred", [True, False])
+def test_backend_cond_returns_the_branch_its_predicate_picks(backend, pred):
+    """``B.cond`` as the training step uses it: a scalar boolean array, branches returning a
+    tuple of a parameter tree and an array."""
+    name, device = backend
+    B = rhvae.get_registry().create("backend", name, device=device)
+    a, b = np.arange(3.0), -np.arange(3.0)
+    branch = lambda v: ({"net": {"w": B.asarray(v, "float64")}}, B.asarray(2 * v, "float64"))  # noqa: E731
+    tree, array = B.cond(B.xp.asarray(pred), lambda: branch(a), lambda: branch(b))
+    expected = a if pred else b
+    np.testing.assert_array_equal(B.to_numpy(tree["net"]["w"]), expected)
+    np.testing.assert_array_equal(B.to_numpy(array), 2 * expected)

@@ -83,6 +83,11 @@ class JaxBackend:
     def jit(self, f: Callable) -> Callable:
         return jax.jit(f) if self.compile else f
 
+    def cond(self, pred: jax.Array, true_fn: Callable, false_fn: Callable) -> Any:
+        # both branches and a select, which XLA fuses into the branches' last operations: the
+        # reference training step takes 22 ms this way, 24 ms with lax.cond (one branch run)
+        return jax.tree.map(lambda a, b: jnp.where(pred, a, b), true_fn(), false_fn())
+
     def stop_gradient(self, x: jax.Array) -> jax.Array:
         return jax.lax.stop_gradient(x)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils._pytree import tree_map
 
 _ACTIVATIONS: dict[str, Callable] = {
     "relu": torch.relu,
@@ -79,6 +80,11 @@ class TorchBackend:
 
     def jit(self, f: Callable) -> Callable:
         return torch.compile(f) if self.compile else f
+
+    def cond(self, pred: torch.Tensor, true_fn: Callable, false_fn: Callable) -> Any:
+        if torch.compiler.is_compiling():  # both branches and a select: no graph break
+            return tree_map(lambda a, b: torch.where(pred, a, b), true_fn(), false_fn())
+        return true_fn() if bool(pred) else false_fn()
 
     def stop_gradient(self, x: torch.Tensor) -> torch.Tensor:
         return x.detach()
