@@ -8,6 +8,7 @@ identity, or ``torch.compile`` when asked for (compilation costs minutes on smal
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -28,19 +29,47 @@ _ACTIVATIONS: dict[str, Callable] = {
 }
 
 
+def _flushing_subnormals() -> bool:
+    """Whether this thread flushes subnormal floats to zero now (torch has no getter for it)."""
+    return bool(torch.tensor(1e-39, dtype=torch.float32).mul(1.0) == 0)
+
+
+def _with_subnormals_flushed(f: Callable) -> Callable:
+    """``f`` run with this thread's subnormals flushed to zero, the previous mode restored after."""
+    @functools.wraps(f)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if _flushing_subnormals():
+            return f(*args, **kwargs)
+        torch.set_flush_denormal(True)
+        try:
+            return f(*args, **kwargs)
+        finally:
+            torch.set_flush_denormal(False)
+
+    return run
+
+
 class TorchBackend:
-    """PyTorch on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"gpu"`` for the first CUDA device)."""
+    """PyTorch on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"gpu"`` for the first CUDA device).
+
+    ``flush_subnormals`` (CPU): the model's functions run with subnormal numbers (below 1.2e-38
+    in float32) flushed to zero, as XLA always computes; restored on return. Centroid weights
+    ``exp(-‖z - c‖²/T²)`` and their products reach that range at small ``T``, where x86 CPUs slow
+    down many-fold: the training step at the default ``T = 0.8`` took 72 ms with them and 56 ms
+    without (reference networks, latent 16, batch 100).
+    """
 
     name = "torch"
     xp = torch
 
-    def __init__(self, device: str = "cpu", compile: bool = False) -> None:
+    def __init__(self, device: str = "cpu", compile: bool = False, flush_subnormals: bool = True) -> None:
         if device == "gpu":
             device = "cuda"
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
         self.device = torch.device(device)
         self.compile = compile
+        self.flush_subnormals = flush_subnormals and self.device.type == "cpu"
         self.version = torch.__version__
 
     def __repr__(self) -> str:
@@ -79,7 +108,8 @@ class TorchBackend:
         return val
 
     def jit(self, f: Callable) -> Callable:
-        return torch.compile(f) if self.compile else f
+        f = torch.compile(f) if self.compile else f
+        return _with_subnormals_flushed(f) if self.flush_subnormals else f
 
     def cond(self, pred: torch.Tensor, true_fn: Callable, false_fn: Callable) -> Any:
         if torch.compiler.is_compiling():  # both branches and a select: no graph break
