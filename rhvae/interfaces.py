@@ -70,7 +70,8 @@ class DataParallel(Protocol):
     does the same for the parameters (an array or a tree) and ``local`` undoes it; ``weighted_sum`` adds
     ``weight × tree`` over processes (the weight is ``n_local / n``, so the sum is the gradient
     of the global mean); ``gather_rows`` concatenates every process's rows in rank order;
-    ``barrier`` waits for every process.
+    ``barrier`` waits for every process. An optional ``exit(code)`` ends a process whose program
+    is done (after its last ``barrier``) where the framework's own teardown is unreliable.
     """
 
     rank: int

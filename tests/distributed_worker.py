@@ -69,3 +69,5 @@ if __name__ == "__main__":
             extra["shard_rows"] = np.asarray(placed.addressable_shards[0].data.shape[0])
         np.savez(out, **arrays(model, state, history), **extra)
     parallel.barrier()  # as rhvae train does: no process exits while another still works
+    if hasattr(parallel, "exit"):
+        parallel.exit(0)
