@@ -31,6 +31,8 @@ FORMAT = "rhvae-checkpoint"
 FORMAT_VERSION = 1
 _EXECUTION_ONLY = {"centroid_chunk"}
 """Config fields that change how sums run, not the numbers: a checkpoint loads whatever their value."""
+_BEFORE_FIELD = {"M_max": None, "guard_fixed_point": False, "reweight_frozen_metric": False}
+"""What the code did before these config fields existed, which a checkpoint without them had."""
 
 
 class CheckpointError(RhvaeError, ValueError):
@@ -84,6 +86,7 @@ def save(model: RHVAE, state: TrainState, path: str | os.PathLike,
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "rhvae_version": __version__,
         "backend": model.backend.name, "seed": state.seed, "step": state.step, "epoch": state.epoch,
+        "batch_centroids": state.batch_centroids,
         **describe(model), "metadata": metadata or {},
     }
     _atomic_write(npz_path, lambda handle: np.savez(handle, **arrays))
@@ -116,6 +119,13 @@ def _read_arrays(npz_path: Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{npz_path} is truncated or not an .npz archive: {exc}") from None
 
 
+def saved_config(meta: dict) -> dict[str, Any]:
+    """The full configuration a checkpoint's description records: fields it predates read as the
+    behaviour it was written with (``_BEFORE_FIELD``, else the field's default)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(RHVAEConfig) if f.default is not dataclasses.MISSING}
+    return {**defaults, **_BEFORE_FIELD, **meta.get("config", {})}
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     """The JSON description of the checkpoint at ``path`` (checked to be an rhvae checkpoint)."""
     return _read_meta(_paths(path)[1])
@@ -137,11 +147,10 @@ def load(model: RHVAE, path: str | os.PathLike, *, check_version: bool = True) -
     if check_version and meta.get("rhvae_version") != __version__:
         problems.append(f"rhvae version: checkpoint {meta.get('rhvae_version')!r}, installed {__version__!r}")
     expected = describe(model)
-    config_defaults = {f.name: f.default for f in dataclasses.fields(RHVAEConfig) if f.default is not dataclasses.MISSING}
     for section in ("config", "components"):
         saved, ours = meta.get(section, {}), expected[section]
-        if section == "config":  # fields added later read as their defaults in older checkpoints
-            saved = {**{k: v for k, v in config_defaults.items() if k not in _EXECUTION_ONLY}, **saved}
+        if section == "config":  # fields added later read as what older checkpoints did
+            saved = saved_config(meta)
         for key in sorted((set(saved) | set(ours)) - _EXECUTION_ONLY):
             if saved.get(key) != ours.get(key):
                 problems.append(f"{section}.{key}: checkpoint {saved.get(key)!r}, model {ours.get(key)!r}")
@@ -166,5 +175,6 @@ def load(model: RHVAE, path: str | os.PathLike, *, check_version: bool = True) -
         metric = MetricState(*(as_array(arrays[f"metric/{f}"]) if f"metric/{f}" in arrays else None
                                for f in MetricState._fields))
     centroid_data = as_array(arrays["centroid_data"]) if "centroid_data" in arrays else None
+    batch_centroids = meta.get("batch_centroids")
     return TrainState(params, opt_state, metric, centroid_data, int(meta["seed"]),
-                      int(meta["step"]), int(meta["epoch"]))
+                      int(meta["step"]), int(meta["epoch"]), None if batch_centroids is None else int(batch_centroids))

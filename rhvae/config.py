@@ -43,6 +43,15 @@ class RHVAEConfig:
     ``centroid_chunk``: sum over centroids in blocks of this many (memory ``O(B·chunk + N d²)``
     for large ``N``); ``weight_tol``: centroid weights below it count as 0 (error bound in
     :func:`rhvae.math.metric.centroid_weights`); see :class:`rhvae.math.metric.MetricSpec`.
+
+    Stability (``docs/stability.md``): ``M_max`` bounds every ``M_i``: ``tr M_i < M_max``
+    (:func:`rhvae.math.metric.bounded_factor`; ``None``: unbounded, as the paper and rhvae 0.1).
+    ``guard_fixed_point``: a sample whose fixed-point iteration stops contracting keeps its last
+    iterate (:mod:`rhvae.math.leapfrog`). ``reweight_frozen_metric``: with ``centroids="batch"``
+    and ``reduction="sum"``, the frozen metric weighs its ``N`` centroids by ``n_b/N`` (``n_b``:
+    the training batch size), the expectation of the training-time metric
+    (:meth:`rhvae.RHVAE.refresh_metric`); ``False`` sums them unweighted, as pythae does.
+    :func:`rhvae.presets.rhvae_0_1` turns all three off.
     """
 
     input_dim: int
@@ -63,6 +72,9 @@ class RHVAEConfig:
     integrator: str = "implicit"
     centroid_chunk: int | None = None
     weight_tol: float = 0.0
+    M_max: float | None = 1000.0
+    guard_fixed_point: bool = True
+    reweight_frozen_metric: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -87,8 +99,11 @@ class RHVAEConfig:
         set_(self, "weight_tol", weight_tol)
         if self.integrator not in INTEGRATORS:
             raise ValueError(f"integrator must be one of {INTEGRATORS}; got {self.integrator!r}")
-        if not isinstance(self.truncate_gradients, bool):
-            raise TypeError(f"truncate_gradients must be a bool; got {type(self.truncate_gradients).__name__}")
+        for name in ("truncate_gradients", "guard_fixed_point", "reweight_frozen_metric"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool; got {type(getattr(self, name)).__name__}")
+        if self.M_max is not None:
+            set_(self, "M_max", _positive("M_max", self.M_max))
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}; got {self.dtype!r}")
         set_(self, "logp_prefactor", _prefactor("logp_prefactor", self.logp_prefactor))

@@ -66,7 +66,9 @@ class TrainState:
 
     ``params``: ``{"encoder": {...}, "decoder": {...}, "metric": {...}}``; ``opt_state``: Adam's;
     ``metric``: the frozen ``MetricState`` used for evaluation and sampling (``None`` until first
-    computed); ``centroid_data``: the fixed centroid inputs, or ``None`` for the current batch.
+    computed); ``centroid_data``: the fixed centroid inputs, or ``None`` for the current batch;
+    ``batch_centroids``: with ``centroid_data=None``, how many centroids each training step
+    summed over (the batch size :meth:`RHVAE.fit` used; see :meth:`RHVAE.refresh_metric`).
     """
 
     params: dict
@@ -76,6 +78,7 @@ class TrainState:
     seed: int
     step: int = 0
     epoch: int = 0
+    batch_centroids: int | None = None
 
     def replace(self, **changes: Any) -> TrainState:
         return replace(self, **changes)
@@ -133,7 +136,7 @@ class RHVAE:
         self.betas = _check_betas(self.tempering(self.config.K, self.config.beta0), self.config)
         c = self.config
         aetk = c.integrator == "aetk"
-        self.metric_spec = MetricSpec(c.T, c.lam, c.reduction, c.centroid_chunk, c.weight_tol)
+        self.metric_spec = MetricSpec(c.T, c.lam, c.reduction, c.centroid_chunk, c.weight_tol, c.M_max)
         if aetk and isinstance(self.components.grad_h, PreparedGradH):
             raise ValueError(f"integrator='aetk' differentiates AutoEncoderToolkit.jl's frozen Hamiltonian, "
                              f"which grad_h={self.components.grad_h!r} does not support; "
@@ -146,7 +149,7 @@ class RHVAE:
             log_beta_ratio=float(math.log(self.betas[0] if aetk else self.betas[0] / self.betas[-1])),
             metric=self.metric_spec,
             logp_prefactor=c.logp_prefactor, logq_prefactor=c.logq_prefactor,
-            truncate_gradients=c.truncate_gradients, integrator=c.integrator,
+            truncate_gradients=c.truncate_gradients, integrator=c.integrator, guard_fixed_point=c.guard_fixed_point,
         )
         self.optimizer = Adam(lr=c.learning_rate)
         self._compiled: dict[str, Callable] = {}
@@ -262,13 +265,21 @@ class RHVAE:
         return self._array(self._data(centroids, "centroids"))
 
     def refresh_metric(self, state: TrainState, x: Any | None = None, batch_size: int = 1000,
-                       parallel: DataParallel | None = None) -> TrainState:
-        """Recompute the frozen metric state (``c_i = μ(x_i)``, ``M_i = L(x_i)L(x_i)ᵀ``, detached).
+                       parallel: DataParallel | None = None, weight: float | None = None) -> TrainState:
+        """Recompute the frozen metric state (``c_i = μ(x_i)``, ``M_i = w L(x_i)L(x_i)ᵀ``, detached).
 
         From ``x`` if given (any source :class:`rhvae.data.Rows` reads, ``batch_size`` rows at a
         time), else from the state's fixed centroid data. With ``parallel``, each process
         computes its share of the rows and the shares are gathered: every process ends with
         the same state.
+
+        ``weight`` ``w`` scales every ``M_i``. By default it is ``n_b / N`` when the model trained
+        with ``centroids="batch"``, ``reduction="sum"`` and ``reweight_frozen_metric`` (``n_b = state.batch_centroids``, the
+        batch size, ``N`` the rows of ``x``): a training step summed ``n_b`` centroids, a random
+        batch's sum has expectation ``(n_b/N) Σ_{i≤N} M_i w_i``, so the frozen ``G⁻¹`` is the
+        expectation of the one the model trained with, whatever ``N``. pythae sums all ``N``
+        unweighted (``weight=1``), which makes ``G⁻¹`` ``N/n_b`` times larger than in training.
+        Otherwise 1.
         """
         if x is None:
             if state.centroid_data is None:
@@ -278,9 +289,14 @@ class RHVAE:
         else:
             rows = self._rows(x, "x")
             n, read = len(rows), lambda idx: self._array(rows.read(idx))
-        B, parts = self.backend, self.components
+        if weight is None:
+            c = self.config
+            batch = state.batch_centroids if state.centroid_data is None and c.reweight_frozen_metric else None
+            weight = batch / n if batch is not None and c.reduction == "sum" else 1.0
+        weight = validation.check_positive("weight", weight)
+        B, parts, M_max = self.backend, self.components, self.metric_spec.M_max
         fn = self._compile("metric", lambda: lambda p, xb: tuple(
-            B.stop_gradient(a) for a in elbo_math.metric_from_data(B, parts, p, xb)))
+            B.stop_gradient(a) for a in elbo_math.metric_from_data(B, parts, p, xb, M_max=M_max)))
         if parallel is not None and n < parallel.world_size:
             raise ValueError(f"{n} centroid row(s) cannot be shared by {parallel.world_size} processes")
         share = parallel.local_rows(n) if parallel is not None else slice(0, n)
@@ -290,6 +306,8 @@ class RHVAE:
         metric = MetricState(*(xp.concatenate(parts_j, axis=0) for parts_j in zip(*chunks)))
         if parallel is not None and parallel.world_size > 1:
             metric = MetricState(*(parallel.gather_rows(a) for a in metric))
+        if weight != 1.0:
+            metric = MetricState(metric.centroids, weight * metric.M, weight * metric.M_packed)
         return state.replace(metric=metric)
 
     # ------------------------------------------------------------------ training
@@ -521,7 +539,10 @@ class RHVAE:
         Each ELBO term ``log p̄ - log q̄`` is the log-weight ``log p(x, z_K, ρ_K) - log q(z_K, ρ_K | x)``
         of an importance sample on the extended space (the flow preserves volume up to the
         tempering Jacobian that ``log q̄`` carries), so
-        ``log p(x) ≈ logsumexp_s(log w_s) - log S``; biased low by ``O(Var w / S)``.
+        ``log p(x) ≈ logsumexp_s(log w_s) - log S``; biased low by ``O(Var w / S)``. The weights
+        take every term with prefactor 1 whatever the model's ``logp_prefactor``/``logq_prefactor``
+        (:func:`rhvae.math.elbo.log_importance_weight`): with other prefactors the training
+        objective is not a bound, and its terms are not a density ratio.
         ``batch_size`` bounds the rows × samples evaluated at once.
         """
         x_in, x_o = self._pair(x, x_out)
@@ -534,7 +555,8 @@ class RHVAE:
         for idx, kept in tqdm(chunks, total=len(chunks), desc="NLL", disable=not progress, leave=False):
             idx = np.repeat(idx, n_samples)
             noise = Noise(rng.standard_normal((idx.size, d)), rng.standard_normal((idx.size, d)))
-            log_w = self.elbo_terms(state, x_in[idx], x_o[idx], noise=noise).elbo.astype(np.float64)
+            terms = self.elbo_terms(state, x_in[idx], x_o[idx], noise=noise)
+            log_w = elbo_math.log_importance_weight(terms, self.flow).astype(np.float64)
             log_w = log_w.reshape(-1, n_samples)[:kept]
             top = log_w.max(axis=1, keepdims=True)
             out.append(-(top[:, 0] + np.log(np.mean(np.exp(log_w - top), axis=1))))
@@ -636,7 +658,7 @@ class RHVAE:
             H = self._hamiltonian(p, m, xb)
             if c.integrator == "aetk":
                 return aetk.leapfrog_step(B, gh, H, zb, rb, aetk.freeze(B, H, zb), c.eps, c.steps)[:2]
-            return leapfrog_step(B, H, gh, zb, rb, c.eps, c.steps)
+            return leapfrog_step(B, H, gh, zb, rb, c.eps, c.steps, c.guard_fixed_point)
 
         fn = self._compile("leapfrog", lambda: step)
         z1, r1 = fn(state.params, self._metric(state), *self._phase_point(state, x, z, rho))

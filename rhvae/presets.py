@@ -15,6 +15,7 @@ AETK_COMPAT: dict[str, Any] = {
     "beta0": 0.3,
     "T": 0.4,
     "lam": 1e-2,
+    "M_max": None,
 }
 
 
@@ -25,10 +26,24 @@ def aetk_compat(**overrides: Any) -> dict[str, Any]:
     ``∇zH = -∇ log p(z)``; accumulating fixed-point updates; ``log N(ρ0; 0, G(z0))`` and
     ``-(d/2) log β0`` in ``log q̄``), central finite differences with step ``∛eps`` of the dtype,
     the mean over centroids, and its source defaults ``ε = 1e-4, K = 3, steps = 3, β0 = 0.3``
-    with the quickstart's ``T = 0.4, λ = 1e-2``. ``overrides`` replace any of these or add
+    with the quickstart's ``T = 0.4, λ = 1e-2``; its ``M_i`` are unbounded (``M_max=None``).
+    ``overrides`` replace any of these or add
     other arguments (``input_dim``, ``latent_dim``, components, ``dtype``...).
     """
     return {**AETK_COMPAT, **overrides}
 
 
-PRESETS: dict[str, Callable[..., dict[str, Any]]] = {"aetk_compat": aetk_compat}
+RHVAE_0_1: dict[str, Any] = {"M_max": None, "guard_fixed_point": False, "reweight_frozen_metric": False}
+
+
+def rhvae_0_1(**overrides: Any) -> dict[str, Any]:
+    """rhvae 0.1's numerics, to reproduce results obtained with it: no bound on the ``M_i``, no
+    guard on the fixed-point iterations, and the frozen metric of ``centroids="batch"`` summed
+    unweighted over every centroid. Its networks started from Glorot-uniform weights: pass
+    components built with ``init="glorot"`` (``rhvae train --preset rhvae_0_1 --init glorot``).
+    Unstable at latent 2 (``docs/stability.md``).
+    """
+    return {**RHVAE_0_1, **overrides}
+
+
+PRESETS: dict[str, Callable[..., dict[str, Any]]] = {"aetk_compat": aetk_compat, "rhvae_0_1": rhvae_0_1}

@@ -86,7 +86,7 @@ def test_truncation_stays_within_its_stated_bound(backend, rng):
     assert diff.max() > 0  # some weights were dropped
     assert np.all(diff <= bound)
     g_diff = np.linalg.norm(exact.metric_tensor(state, z) - truncated.metric_tensor(state, z), ord=2, axis=(1, 2))
-    assert np.all(g_diff <= diff / lam**2 * (1 + 1e-9))
+    assert np.all(g_diff <= diff / lam**2 * (1 + 1e-6))  # tight where G⁻¹ ≈ λI: round-off of G
 
 
 def test_chunk_and_tolerance_are_checked():

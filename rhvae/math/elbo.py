@@ -23,7 +23,7 @@ from rhvae.interfaces import Array, Backend, Decoder, Encoder, GradH, LogPrior, 
 from rhvae.math import aetk
 from rhvae.math.hamiltonian import Hamiltonian
 from rhvae.math.leapfrog import prepare, tempered_trajectory
-from rhvae.math.metric import (LocalMetric, MetricSpec, MetricState, lower_triangular, metric_state, momentum_log_prob,
+from rhvae.math.metric import (LocalMetric, bounded_factor, MetricSpec, MetricState, lower_triangular, metric_state, momentum_log_prob,
                                sample_momentum)
 
 
@@ -54,6 +54,7 @@ class Flow(NamedTuple):
     logq_prefactor: tuple[float, float, float]
     truncate_gradients: bool = False
     integrator: str = "implicit"
+    guard_fixed_point: bool = True
 
 
 def momentum_scales(betas: np.ndarray) -> tuple[float, ...]:
@@ -71,7 +72,7 @@ def encoder_log_prob(B: Backend, z: Array, mu: Array, log_sigma: Array) -> Array
 
 
 def metric_from_data(B: Backend, parts: Components, params: Params, x: Array,
-                     mu: Array | None = None) -> MetricState:
+                     mu: Array | None = None, M_max: float | None = None) -> MetricState:
     """Centroids ``c_i = μ(x_i)`` and ``M_i = L(x_i) L(x_i)ᵀ`` for centroid data ``x (N, D)``.
 
     ``mu``: the encoder means of ``x`` when the caller has them already.
@@ -79,7 +80,7 @@ def metric_from_data(B: Backend, parts: Components, params: Params, x: Array,
     if mu is None:
         mu, _ = parts.encoder(B, params["encoder"], x)
     diag, lower = parts.metric(B, params["metric"], x)
-    return metric_state(B, mu, lower_triangular(B, diag, lower))
+    return metric_state(B, mu, bounded_factor(B, diag, lower, M_max))
 
 
 class ElboTerms(NamedTuple):
@@ -119,7 +120,7 @@ def _implicit_flow(B: Backend, parts: Components, flow: Flow, H: Hamiltonian, z0
     gamma = sample_momentum(B, metric0, xi_noise)
     rho0 = gamma / math.sqrt(flow.beta0)
     zK, rhoK, atK = tempered_trajectory(B, H, parts.grad_h, z0, rho0, flow.eps, flow.steps, scales,
-                                        flow.truncate_gradients, at0)
+                                        flow.truncate_gradients, at0, flow.guard_fixed_point)
     # log N(ρ0; 0, G(z0)/β0) = log N(γ; 0, G(z0)) + (d/2) log β0
     log_q_rho = momentum_log_prob(B, metric0, gamma) + 0.5 * z0.shape[-1] * math.log(flow.beta0)
     return _FlowEnds(rho0, log_q_rho, zK, rhoK, _reuse(atK, "log_likelihood", lambda: H.log_likelihood(zK)),
@@ -168,6 +169,14 @@ def elbo_terms(B: Backend, parts: Components, flow: Flow, params: Params, metric
                      ends.zK, ends.rhoK)
 
 
+def log_importance_weight(terms: ElboTerms, flow: Flow) -> Array:
+    """``log p(x, z_K, ρ_K) - log q(z_K, ρ_K | x)`` per sample: the ELBO terms with every prefactor 1,
+    ``log p(x|z_K) + log N(ρ_K|z_K) + log p(z_K) - log q(z0|x) - log q(ρ0) + (d/2) log(β0/β_K)``."""
+    d = terms.z0.shape[-1]
+    return (terms.log_px + terms.log_p_rho + terms.log_pz - terms.log_qz - terms.log_q_rho
+            + 0.5 * d * flow.log_beta_ratio)
+
+
 def loss(B: Backend, parts: Components, flow: Flow, params: Params, centroid_x: Array | None,
          x_in: Array, x_out: Array, eps_noise: Array, xi_noise: Array) -> Array:
     """``-ELBO`` with the metric built from ``centroid_x`` under the current parameters.
@@ -178,8 +187,8 @@ def loss(B: Backend, parts: Components, flow: Flow, params: Params, centroid_x: 
     """
     if centroid_x is None:
         encoded = parts.encoder(B, params["encoder"], x_in)
-        metric = metric_from_data(B, parts, params, x_in, mu=encoded[0])
+        metric = metric_from_data(B, parts, params, x_in, mu=encoded[0], M_max=flow.metric.M_max)
     else:
-        encoded, metric = None, metric_from_data(B, parts, params, centroid_x)
+        encoded, metric = None, metric_from_data(B, parts, params, centroid_x, M_max=flow.metric.M_max)
     terms = elbo_terms(B, parts, flow, params, metric, x_in, x_out, eps_noise, xi_noise, encoded)
     return -B.xp.mean(terms.elbo)

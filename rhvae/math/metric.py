@@ -32,6 +32,7 @@ class MetricSpec(NamedTuple):
     reduction: str = "sum"
     chunk: int | None = None
     tol: float = 0.0
+    M_max: float | None = None
 
 
 class MetricState(NamedTuple):
@@ -85,6 +86,24 @@ def lower_triangular(B: Backend, diag: Array, lower: Array) -> Array:
     zero = xp.zeros_like(diag[..., :1])
     values = xp.concatenate([xp.exp(diag), lower, zero], axis=-1)
     return values[..., B.constant(_tril_gather_index(d), None)]
+
+
+def bounded_factor(B: Backend, diag: Array, lower: Array, M_max: float | None) -> Array:
+    """``L̃ = L / √(1 + ‖L‖²_F / M_max)`` for ``L`` of :func:`lower_triangular`, so
+    ``tr(L̃ L̃ᵀ) = q / (1 + q/M_max) < M_max`` (``q = ‖L‖²_F``): every eigenvalue of ``M = L̃ L̃ᵀ``
+    lies below ``M_max``; ``L`` itself when ``M_max`` is ``None``.
+
+    Computed as ``(L e^{-m}) / √(e^{-2m} + q e^{-2m} / M_max)`` with ``m = max(0, max_j diag_j)``, so no
+    intermediate overflows however large the network's outputs grow (``exp(diag)`` alone overflows
+    float32 at ``diag > 88``).
+    """
+    xp = B.xp
+    if M_max is None:
+        return lower_triangular(B, diag, lower)
+    m = xp.clip(xp.amax(diag, axis=-1, keepdims=True), 0.0, None)
+    L = lower_triangular(B, diag - m, lower * xp.exp(-m))
+    q = xp.sum(L * L, axis=(-2, -1))[..., None, None]
+    return L / xp.sqrt(xp.exp(-2.0 * m)[..., None] + q / M_max)
 
 
 def _packed_index(d: int) -> np.ndarray:
