@@ -8,6 +8,8 @@ print one line ``rhvae: error: ...`` to stderr and return 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import platform
 import sys
 from typing import NoReturn
@@ -15,9 +17,42 @@ from typing import NoReturn
 import numpy as np
 
 import rhvae
+from rhvae.config import RHVAEConfig
 from rhvae.errors import RhvaeError
 from rhvae.presets import PRESETS
 from rhvae.registry import get_registry
+
+
+def _bound(text: str) -> float | str:
+    """``--M-max``: a number, or ``none`` for no bound."""
+    return "none" if text.lower() == "none" else float(text)
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        shown = " ".join(map(str, action.default)) if isinstance(action.default, list) else action.default
+        return f"{text} (default: {shown})".lstrip()
+
+
+_CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RHVAEConfig)}
+_NET_DEFAULTS = {"encoder": (512,), "metric": (400,)}
+"""Hidden widths of the built-in MLP encoder/decoder and metric network (their own defaults)."""
+_HYPER_FLAGS = {
+    "--K": ("K", int, "leapfrog steps"),
+    "--eps": ("eps", float, "leapfrog step size"),
+    "--steps": ("steps", int, "fixed-point iterations of each implicit leapfrog update"),
+    "--beta0": ("beta0", float, "initial inverse temperature of the tempering, in (0, 1]"),
+    "--T": ("T", float, "metric temperature"),
+    "--lam": ("lam", float, "metric regulariser λ"),
+    "--M-max": ("M_max", _bound, "bound on the trace of every M_i; 'none' for no bound"),
+    "--lr": ("learning_rate", float, "Adam learning rate"),
+}
+"""``rhvae train`` flags of :class:`RHVAEConfig` fields: ``flag -> (field, type, help)``."""
 
 
 class _UsageError(Exception):
@@ -67,30 +102,44 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     commands.add_parser("plugins", help="list plugins, their distributions and components").set_defaults(run=_plugins)
     commands.add_parser("info", help="versions of rhvae, python, numpy and the backends").set_defaults(run=_info)
-    train = commands.add_parser("train", help="train an RHVAE on an embedded data set or a .npy/.npz file")
-    train.add_argument("--data", default="mnist", help="mnist (default), digits, or a .npy/.npz path")
-    train.add_argument("--backend", default="torch", help="torch (default) or jax")
-    train.add_argument("--latent-dim", type=int, default=2)
-    train.add_argument("--epochs", type=int, default=5)
-    train.add_argument("--batch-size", type=int, default=100)
-    train.add_argument("--hidden", type=int, default=256, help="width of each network's hidden layer")
-    train.add_argument("--temperature", type=float, default=None,
-                       help="metric temperature T (default 0.4, or the preset's: with 256 centroids at latent 2, "
-                            "0.8 lets them all overlap early on and training diverges)")
+    train = commands.add_parser(
+        "train", help="train an RHVAE on an embedded data set or a .npy/.npz file",
+        formatter_class=_DefaultsFormatter,
+        description="Train an RHVAE; every default is the library's (RHVAEConfig and the built-in networks).")
+    train.add_argument("--config", default=None, metavar="FILE",
+                       help="a JSON (or, on Python 3.11+, TOML) file of option names and values, e.g. "
+                            '{"latent_dim": 2, "T": 0.4}; options given on the command line win')
+    train.add_argument("--data", default="mnist", help="mnist, digits, or a .npy/.npz path")
+    train.add_argument("--backend", default="torch", help="torch or jax")
+    train.add_argument("--latent-dim", type=int, default=2, help="latent dimension d")
+    train.add_argument("--epochs", type=int, default=5, help="passes over the training rows")
+    train.add_argument("--batch-size", type=int, default=100, help="rows per Adam step")
+    train.add_argument("--hidden", type=int, nargs="+", default=list(_NET_DEFAULTS["encoder"]),
+                       help="hidden widths of the encoder and the decoder")
+    train.add_argument("--metric-hidden", type=int, nargs="+", default=list(_NET_DEFAULTS["metric"]),
+                       help="hidden widths of the metric network")
+    train.add_argument("--init", choices=("fan_in", "glorot"), default="fan_in",
+                       help="initialisation of the networks (glorot: rhvae 0.1's)")
+    for flag, (field, kind, text) in _HYPER_FLAGS.items():
+        aliases = ("--temperature",) if field == "T" else ()
+        train.add_argument(flag, *aliases, dest=field, type=kind, default=None,
+                           help=f"{text} (default: {_CONFIG_DEFAULTS[field]}, or the preset's)")
     train.add_argument("--grad-h", default=None,
                        help="registered ∇H method (default analytic, or the preset's)")
     train.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                       help="aetk_compat: AutoEncoderToolkit.jl's integrator, step and defaults (docs/comparison.md)")
-    train.add_argument("--decoder", default="bernoulli_mlp")
-    train.add_argument("--prior", default="spherical")
-    train.add_argument("--tempering", default="quadratic")
-    train.add_argument("--centroids", default="256",
-                       help="a count of training points used as fixed centroids (default 256), or 'batch'")
-    train.add_argument("--n-test", type=int, default=1000)
-    train.add_argument("--seed", type=int, default=0)
+                       help="aetk_compat: AutoEncoderToolkit.jl's integrator, step and defaults (docs/comparison.md); "
+                            "rhvae_0_1: rhvae 0.1's unbounded metric (with --init glorot: its numbers)")
+    train.add_argument("--decoder", default="bernoulli_mlp", help="registered decoder")
+    train.add_argument("--prior", default="spherical", help="registered position prior")
+    train.add_argument("--tempering", default="quadratic", help="registered tempering schedule")
+    train.add_argument("--centroids", default="batch",
+                       help="'batch' (each batch is its own centroid set, as pythae) or a count of training "
+                            "points used as fixed centroids")
+    train.add_argument("--n-test", type=int, default=1000, help="rows held out for evaluation")
+    train.add_argument("--seed", type=int, default=0, help="seed of the split, the parameters and every draw")
     train.add_argument("--out", default="runs/latest", help="output folder")
     train.add_argument("--device", default="cpu",
-                       help="cpu (default), cuda or gpu; with --distributed on torch each process takes cuda:LOCAL_RANK")
+                       help="cpu, cuda or gpu; with --distributed on torch each process takes cuda:LOCAL_RANK")
     train.add_argument("--compile", action="store_true",
                        help="torch: torch.compile the step and evaluation (about a minute to compile, then "
                             "2-3x faster steps); jax always compiles")
@@ -102,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num-processes", type=int, default=None)
     train.add_argument("--process-id", type=int, default=None)
     train.set_defaults(run=_train)
+    parser.train_parser = train  # _parse applies a --config file to it
     evaluate = commands.add_parser("evaluate", help="held-out ELBO and reconstruction error of a trained run")
     evaluate.add_argument("--run", dest="run_dir", default="runs/latest", help="the folder 'rhvae train' wrote")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the ELBO's noise")
@@ -130,20 +180,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _build_model(args: argparse.Namespace, input_dim: int) -> rhvae.RHVAE:
-    """The model ``rhvae train`` builds from its arguments (also used to reload its checkpoint)."""
+def _build_model(args: argparse.Namespace, input_dim: int, config: dict | None = None) -> rhvae.RHVAE:
+    """The model ``rhvae train`` builds from its arguments. ``config``: a checkpoint's saved
+    configuration, which then gives every hyper-parameter (a run reloads as it trained)."""
     reg = get_registry()
-    width = (args.hidden,)
-    preset = getattr(args, "preset", None)  # runs saved before --preset existed have none
+    preset = getattr(args, "preset", None)
     hyper = PRESETS[preset]() if preset else {}
-    if not hasattr(args, "temperature"):  # a run saved before --temperature existed trained with 0.8
-        hyper["T"] = 0.8
-    elif args.temperature is not None:
-        hyper["T"] = args.temperature
+    preset_grad_h = hyper.pop("grad_h", "analytic")
+    grad_h = args.grad_h or preset_grad_h
+    if config is not None:
+        hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()
+                 if k not in ("input_dim", "latent_dim", "output_dim")}
     else:
-        hyper.setdefault("T", 0.4)
-    grad_h = args.grad_h or hyper.pop("grad_h", "analytic")
-    hyper.pop("grad_h", None)
+        hyper.update({field: getattr(args, field) for field, _, _ in _HYPER_FLAGS.values()
+                      if getattr(args, field, None) is not None})
+        if hyper.get("M_max") == "none":
+            hyper["M_max"] = None
+    hidden = _widths(getattr(args, "hidden", None))
+    metric_hidden = _widths(getattr(args, "metric_hidden", None), hidden if isinstance(args.hidden, int) else None)
+    init = getattr(args, "init", "fan_in")
     device = getattr(args, "device", "cpu")
     if getattr(args, "distributed", False) and args.backend == "torch" and device in ("cuda", "gpu"):
         import os
@@ -152,11 +207,18 @@ def _build_model(args: argparse.Namespace, input_dim: int) -> rhvae.RHVAE:
     return rhvae.RHVAE(
         args.backend, input_dim=input_dim, latent_dim=args.latent_dim, grad_h=grad_h, device=device,
         compile=True if getattr(args, "compile", False) else None, **hyper,
-        encoder=reg.create("encoder", "mlp", hidden=width),
-        decoder=reg.create("decoder", args.decoder, hidden=width),
-        metric=reg.create("metric", "mlp", hidden=width),
+        encoder=reg.create("encoder", "mlp", hidden=hidden or _NET_DEFAULTS["encoder"], init=init),
+        decoder=reg.create("decoder", args.decoder, hidden=hidden or _NET_DEFAULTS["encoder"], init=init),
+        metric=reg.create("metric", "mlp", hidden=metric_hidden or _NET_DEFAULTS["metric"], init=init),
         position_prior=args.prior, tempering=args.tempering,
     )
+
+
+def _widths(value, fallback=None) -> tuple[int, ...] | None:
+    """Hidden widths from a saved or parsed ``--hidden``: a list, or one int (runs before 0.2)."""
+    if value is None:
+        return fallback
+    return (value,) if isinstance(value, int) else tuple(value)
 
 
 def _figures(model, state, history, x_test, y_test, out, n_samples: int, seed: int) -> list:
@@ -248,8 +310,9 @@ def _load_run(run: str):
         raise checkpoint.CheckpointError(f"{run}/checkpoint.json was not written by 'rhvae train'")
     args = argparse.Namespace(**meta["metadata"]["args"])
     x_train, _, x_test, y_test = datasets.load(args.data, args.n_test, args.seed)
-    model = _build_model(args, x_train.shape[1])
-    return model, model.load(Path(run) / "checkpoint"), args, (x_train, x_test, y_test)
+    model = _build_model(args, x_train.shape[1], config=checkpoint.saved_config(meta))
+    # the model is rebuilt from the checkpoint's own configuration, so another version's run loads
+    return model, model.load(Path(run) / "checkpoint", check_version=False), args, (x_train, x_test, y_test)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -322,10 +385,51 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; with ``train --config FILE``, the file's values become the defaults first."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None) is None:
+        return args
+    train = parser.train_parser
+    train.set_defaults(**_read_config(args.config, train))
+    return parser.parse_args(argv)
+
+
+def _read_config(path: str, parser: argparse.ArgumentParser) -> dict:
+    """Option values from a JSON or TOML file, keyed by option name (``latent_dim`` or ``latent-dim``)."""
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise RhvaeError(f"--config {path}: no such file")
+    try:
+        if file.suffix == ".toml":
+            import tomllib
+
+            values = tomllib.loads(file.read_text())
+        else:
+            values = json.loads(file.read_text())
+    except ImportError:
+        raise RhvaeError(f"--config {path}: TOML needs Python 3.11+; use a .json file") from None
+    except ValueError as exc:
+        raise RhvaeError(f"--config {path}: not valid {file.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+    if not isinstance(values, dict):
+        raise RhvaeError(f"--config {path}: expected a table of option names and values")
+    known = {a.dest for a in parser._actions} - {"help", "config", "run"}
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    aliases = {"temperature": "T", "lr": "learning_rate"}
+    values = {aliases.get(k, k): v for k, v in values.items()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise RhvaeError(f"--config {path}: unknown option(s) {unknown}; known: {sorted(known)}")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``rhvae`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(argv)
         return args.run(args)
     except (_UsageError, RhvaeError, ValueError, TypeError) as exc:  # bad input: one line, no traceback
         print(f"rhvae: error: {exc}", file=sys.stderr)

@@ -81,7 +81,9 @@ def latent_map(model: RHVAE, state: TrainState, x: np.ndarray, labels: np.ndarra
         fig.colorbar(mesh, ax=ax, label=label, location="bottom", shrink=0.8)
         scatter = ax.scatter(mu[:, 0], mu[:, 1], c=labels, cmap="tab10", s=6, alpha=0.8)
         ax.set(xlabel="z₁", ylabel="z₂", title=title)
-    axes[0].scatter(centroids[:, 0], centroids[:, 1], marker="x", c="white", s=14, lw=0.8, label="centroids")
+    shown = centroids[np.random.default_rng(0).permutation(len(centroids))[:400]]  # 4,000 would hide the map
+    axes[0].scatter(shown[:, 0], shown[:, 1], marker="x", c="white", s=14, lw=0.8,
+                    label="centroids" if len(shown) == len(centroids) else f"{len(shown)} of {len(centroids)} centroids")
     axes[0].legend(loc="upper right")
     fig.colorbar(scatter, ax=axes, label="label", location="right", shrink=0.7)
     fig.savefig(path, dpi=120)

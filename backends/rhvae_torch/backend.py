@@ -9,6 +9,7 @@ identity, or ``torch.compile`` when asked for (compilation costs minutes on smal
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,22 @@ _ACTIVATIONS: dict[str, Callable] = {
     "leaky_relu": F.leaky_relu,
     "identity": lambda x: x,
 }
+
+
+def default_threads() -> int:
+    """Intra-op threads for one process: ``RHVAE_NUM_THREADS`` when set, else the CPUs this process
+    may run on divided by the processes that share them here (pytest-xdist's workers, torchrun's
+    local world size), at least 1.
+
+    torch's own default is one thread per physical core in every process: two xdist workers or
+    two torchrun ranks on 2 cores then run 4 threads that spin-wait on each other, and a step of the
+    reference workload took 420–2,086 ms instead of 105 ms.
+    """
+    if os.environ.get("RHVAE_NUM_THREADS"):
+        return max(1, int(os.environ["RHVAE_NUM_THREADS"]))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    sharing = max(int(os.environ.get(name, 1)) for name in ("PYTEST_XDIST_WORKER_COUNT", "LOCAL_WORLD_SIZE"))
+    return max(1, cpus // sharing)
 
 
 def _flushing_subnormals() -> bool:
@@ -57,17 +74,28 @@ class TorchBackend:
     ``exp(-‖z - c‖²/T²)`` and their products reach that range at small ``T``, where x86 CPUs slow
     down many-fold: the training step at the default ``T = 0.8`` took 72 ms with them and 56 ms
     without (reference networks, latent 16, batch 100).
+
+    ``threads`` (CPU): torch's intra-op thread count, set process-wide on construction; ``None``
+    lowers it to :func:`default_threads` when it is above that (a count set with
+    ``torch.set_num_threads`` below it is kept).
     """
 
     name = "torch"
     xp = torch
 
-    def __init__(self, device: str = "cpu", compile: bool = False, flush_subnormals: bool = True) -> None:
+    def __init__(self, device: str = "cpu", compile: bool = False, flush_subnormals: bool = True,
+                 threads: int | None = None) -> None:
         if device == "gpu":
             device = "cuda"
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or None; got {threads!r}")
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            wanted = threads if threads is not None else min(torch.get_num_threads(), default_threads())
+            if wanted != torch.get_num_threads():
+                torch.set_num_threads(wanted)
         self.compile = compile
         self.flush_subnormals = flush_subnormals and self.device.type == "cpu"
         self.version = torch.__version__
