@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train an RHVAE; every default is the library's (RHVAEConfig and the built-in networks).")
     train.add_argument("--config", default=None, metavar="FILE",
                        help="a JSON (or, on Python 3.11+, TOML) file of option names and values, e.g. "
-                            '{"latent_dim": 2, "T": 0.4}; options given on the command line win')
+                            '{"latent_dim": 2, "T": 0.4, "M_max": "none"}; options given on the command line win')
     train.add_argument("--data", default="mnist", help="mnist, digits, or a .npy/.npz path")
     train.add_argument("--backend", default="torch", help="torch or jax")
     train.add_argument("--latent-dim", type=int, default=2, help="latent dimension d")
@@ -423,6 +423,12 @@ def _read_config(path: str, parser: argparse.ArgumentParser) -> dict:
     unknown = sorted(set(values) - known)
     if unknown:
         raise RhvaeError(f"--config {path}: unknown option(s) {unknown}; known: {sorted(known)}")
+    for action in parser._actions:
+        if action.choices is not None and action.dest in values and values[action.dest] not in action.choices:
+            raise RhvaeError(f"--config {path}: {action.dest} must be one of {sorted(action.choices)}; "
+                             f"got {values[action.dest]!r}")
+    if "M_max" in values and values["M_max"] is None:  # JSON null: no bound, as --M-max none
+        values["M_max"] = "none"
     return values
 
 

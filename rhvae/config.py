@@ -47,7 +47,7 @@ class RHVAEConfig:
     Stability (``docs/stability.md``): ``M_max`` bounds every ``M_i``: ``tr M_i < M_max``
     (:func:`rhvae.math.metric.bounded_factor`; ``None``: unbounded, as the paper and rhvae 0.1).
     ``guard_fixed_point``: a sample whose fixed-point iteration stops contracting keeps its last
-    iterate (:mod:`rhvae.math.leapfrog`). ``reweight_frozen_metric``: with ``centroids="batch"``
+    iterate (:mod:`rhvae.math.leapfrog`; ``integrator="implicit"`` only). ``reweight_frozen_metric``: with ``centroids="batch"``
     and ``reduction="sum"``, the frozen metric weighs its ``N`` centroids by ``n_b/N`` (``n_b``:
     the training batch size), the expectation of the training-time metric
     (:meth:`rhvae.RHVAE.refresh_metric`); ``False`` sums them unweighted, as pythae does.

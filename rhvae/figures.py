@@ -59,9 +59,10 @@ def loss_curves(history: dict, path: Path) -> Path:
 
 
 def latent_map(model: RHVAE, state: TrainState, x: np.ndarray, labels: np.ndarray, path: Path,
-               grid: int = 150) -> Path:
+               grid: int = 150, dpi: int = 120) -> Path:
     """Encoder means coloured by label over heat maps of the learned volume ``log √det G⁻¹(z)``
-    (with the centroids) and, beside it, of the decoder's pull-back volume ``log √det JᵀJ``."""
+    (with the centroids) and, beside it, of the decoder's pull-back volume ``log √det JᵀJ``;
+    ``grid × grid`` points per map, saved at ``dpi``."""
     if model.config.latent_dim != 2:
         raise RhvaeError(f"the latent map needs latent_dim 2; this model has {model.config.latent_dim}")
     plt = _pyplot()
@@ -86,7 +87,7 @@ def latent_map(model: RHVAE, state: TrainState, x: np.ndarray, labels: np.ndarra
                     label="centroids" if len(shown) == len(centroids) else f"{len(shown)} of {len(centroids)} centroids")
     axes[0].legend(loc="upper right")
     fig.colorbar(scatter, ax=axes, label="label", location="right", shrink=0.7)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 

@@ -373,7 +373,11 @@ class RHVAE:
             elif centroid_x is not None:
                 centroid_x = parallel.replicate(centroid_x)
         params, opt_state, value, _ = fn(params, opt_state, centroid_x, *batch, weight)
-        return state.replace(params=params, opt_state=opt_state, step=state.step + 1), float(value)
+        batch_centroids = state.batch_centroids
+        if state.centroid_data is None:  # "batch" mode: this step summed n (global) centroids
+            batch_centroids = x_in.shape[0] if n is None else n
+        return state.replace(params=params, opt_state=opt_state, step=state.step + 1,
+                             batch_centroids=batch_centroids), float(value)
 
     def loss(self, state: TrainState, x: Any, x_out: Any | None = None, *,
              noise: Noise | None = None, seed: int = 0) -> float:

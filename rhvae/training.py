@@ -83,7 +83,7 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
             bar.set_postfix(loss=f"{value:.3f}")
         bar.close()
         state = _local(state, parallel).replace(
-            epoch=epoch + 1, batch_centroids=batch_size if state.centroid_data is None else state.batch_centroids)
+            epoch=epoch + 1, batch_centroids=min(batch_size, n) if state.centroid_data is None else state.batch_centroids)
         state = model.refresh_metric(state, rows_in if state.centroid_data is None else None, parallel=parallel)
         history["loss"].extend(losses)
         history["epoch_loss"].append(float(np.mean(losses)))

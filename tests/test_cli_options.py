@@ -24,7 +24,7 @@ def test_the_cli_defaults_are_the_librarys():
     assert cli._parse(["train"]).centroids == "batch"
 
 
-def test_every_hyper_parameter_has_a_flag():
+def test_the_training_hyper_parameters_have_flags():
     model = _model(["--K", "5", "--eps", "0.002", "--steps", "4", "--beta0", "0.5", "--T", "1.5", "--lam", "0.1",
                     "--M-max", "none", "--lr", "3e-4", "--hidden", "64", "32", "--metric-hidden", "16"])
     c = model.config
@@ -49,12 +49,15 @@ def test_a_config_file_sets_defaults_that_flags_override(tmp_path):
     toml = tmp_path / "run.toml"
     toml.write_text('latent_dim = 4\nM_max = "none"\n')
     assert cli._build_model(cli._parse(["train", "--config", str(toml)]), 64).config.M_max is None
+    path.write_text(json.dumps({"M_max": None}))
+    assert cli._build_model(cli._parse(["train", "--config", str(path)]), 64).config.M_max is None
 
 
 @pytest.mark.parametrize("content, message", [
     ('{"latent_dmi": 3}', "unknown option(s) ['latent_dmi']"),
     ("[1, 2]", "expected a table"),
     ("{not json", "not valid json"),
+    ('{"preset": "aetk"}', "preset must be one of ['aetk_compat', 'rhvae_0_1']; got 'aetk'"),
 ])
 def test_a_bad_config_file_is_a_one_line_error(tmp_path, capsys, content, message):
     path = tmp_path / "run.json"

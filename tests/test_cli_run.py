@@ -14,7 +14,7 @@ import rhvae.cli as cli
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    code = cli.main(["train", "--data", "digits", "--latent-dim", "2", "--epochs", "2", "--hidden", "32",
+    code = cli.main(["train", "--data", "digits", "--latent-dim", "2", "--epochs", "2", "--hidden", "32", "--metric-hidden", "32",
                      "--n-test", "300", "--backend", "jax", "--out", str(out)])
     assert code == 0
     return out
@@ -72,3 +72,28 @@ def test_jax_process_flags_go_together_with_jax_distributed(capsys):
     assert cli.main(["train", "--data", "digits", "--coordinator", "localhost:1234", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rhvae: error: --coordinator, --num-processes and --process-id go together")
+
+
+def test_a_run_written_by_rhvae_0_1_reloads_with_its_own_numerics(run_dir, tmp_path, capsys):
+    """0.1 wrote no M_max / guard / reweighting fields, no batch size, and one --hidden width."""
+    import shutil
+
+    old = tmp_path / "old_run"
+    shutil.copytree(run_dir, old)
+    meta = json.loads((old / "checkpoint.json").read_text())
+    for field in ("M_max", "guard_fixed_point", "reweight_frozen_metric"):
+        del meta["config"][field]
+    del meta["batch_centroids"]
+    meta["rhvae_version"] = "0.1.0"
+    args = meta["metadata"]["args"]
+    for flag in ("metric_hidden", "init", "config", "K", "eps", "steps", "beta0", "T", "lam", "M_max",
+                 "learning_rate"):
+        args.pop(flag, None)
+    args["hidden"], args["temperature"] = 32, None
+    (old / "checkpoint.json").write_text(json.dumps(meta))
+    model, state, _, _ = cli._load_run(str(old))
+    assert model.config.M_max is None and not model.config.guard_fixed_point
+    assert not model.config.reweight_frozen_metric and state.batch_centroids is None
+    assert model.components.metric.hidden == (32,)
+    assert cli.main(["evaluate", "--run", str(old), "--nll-samples", "0"]) == 0
+    assert "held-out ELBO" in capsys.readouterr().out

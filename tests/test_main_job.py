@@ -13,7 +13,7 @@ import rhvae.cli as cli
 
 pytestmark = pytest.mark.slow
 ELBO_BOUND = -190.0
-"""Measured: -180.50 (torch) and -180.43 (jax); rhvae 0.1 ended at -260.9 on torch."""
+"""Measured: -180.42 (torch) and -180.41 (jax); rhvae 0.1 ended at -260.9 on torch."""
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import rhvae
 from helpers import small_model
 from rhvae.math import elbo as elbo_math
-from rhvae.math.leapfrog import _guarded_iterations
+from rhvae.math.leapfrog import _guarded_iterations, position_step
 from rhvae.math.metric import bounded_factor, local_metric, lower_triangular
 from rhvae.model import Noise
 
@@ -38,13 +38,14 @@ def test_bounded_factor_has_the_stated_trace_and_every_eigenvalue_below_the_boun
 def test_bounded_factor_stays_finite_where_exp_of_the_network_output_overflows(backend):
     """Adam keeps pushing a saturated output up; float32 ``exp`` overflows above 88."""
     B = _backend(backend)
-    diag = B.asarray(np.array([[300.0, 1.0], [-300.0, -250.0], [95.0, 95.0]]), "float32")
-    lower = B.asarray(np.array([[1e4], [2.0], [-1e3]]), "float32")
+    diag = B.asarray(np.array([[300.0, 1.0], [-300.0, -250.0], [95.0, 95.0], [1.0, 1.0]]), "float32")
+    lower = B.asarray(np.array([[1e4], [2.0], [-1e3], [3e25]]), "float32")  # (3e25)² overflows float32
     M_max = 10.0
     L = B.to_numpy(bounded_factor(B, diag, lower, M_max)).astype(np.float64)
     assert np.all(np.isfinite(L))
     trace = np.sum(L * L, axis=(1, 2))
-    np.testing.assert_allclose(trace[[0, 2]], M_max, rtol=1e-5)  # saturated
+    np.testing.assert_allclose(trace[[0, 2, 3]], M_max, rtol=1e-5)  # saturated
+    np.testing.assert_allclose(L[3, 1, 0], np.sqrt(M_max), rtol=1e-6)
     np.testing.assert_allclose(L[1], [[0, 0], [2.0 / np.sqrt(1 + 4.0 / M_max), 0]], atol=1e-6)
 
 
@@ -89,6 +90,51 @@ def test_the_guard_stops_a_diverging_row_and_leaves_a_contracting_one_alone(back
     assert abs(plain[1][0]) > 1e23
 
 
+class _QuadraticVelocity:
+    """A stand-in ∇H whose ``∂H/∂ρ = a z²`` (per row): the position iteration
+    ``z' ← z + (ε/2)(a z² + a z'²)`` converges for small ``a`` and runs away for large ``a``."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def prepare(self, B, H, z):
+        return z
+
+    def grad_rho_at(self, B, H, z, rho):
+        return self.a * z * z
+
+    grad_rho = grad_rho_at
+
+    def grad_z_at(self, B, H, z, rho):
+        return B.xp.zeros_like(z)
+
+    grad_z = grad_z_at
+
+
+def test_the_guard_stops_a_runaway_position_iteration(backend):
+    B = _backend(backend)
+    a = B.asarray(np.array([[0.5], [400.0]]), "float64")
+    z = B.asarray(np.ones((2, 1)), "float64")
+    eps, steps = 0.01, 6
+    gh = _QuadraticVelocity(a)
+    guarded = B.to_numpy(position_step(B, None, gh, z, z, eps, steps))
+    plain = B.to_numpy(position_step(B, None, gh, z, z, eps, steps, guard=False))
+    ref, first = [], None
+    for a_row in (0.5, 400.0):
+        x, last, kept = 1.0 + eps * a_row, (eps * a_row) ** 2, None
+        first = x if first is None else first
+        for _ in range(steps - 1):
+            new = 1.0 + 0.5 * eps * (a_row + a_row * x * x)
+            if kept is None and (new - x) ** 2 > last:
+                kept = x
+            last, x = (new - x) ** 2, new
+        ref.append((x, kept))
+    np.testing.assert_allclose(guarded[0, 0], ref[0][0], rtol=1e-14)  # converging row: untouched
+    np.testing.assert_array_equal(guarded[0], plain[0])
+    assert ref[1][1] is not None and abs(plain[1, 0]) > 1e6  # the other runs away ...
+    np.testing.assert_allclose(guarded[1, 0], ref[1][1], rtol=1e-14)  # ... and the guard keeps its last good iterate
+
+
 def test_the_guard_changes_nothing_on_a_converging_flow(backend, rng):
     model = small_model(*backend, input_dim=6, latent_dim=2, dtype="float64")
     plain = small_model(*backend, input_dim=6, latent_dim=2, dtype="float64", guard_fixed_point=False)
@@ -130,6 +176,21 @@ def test_fit_records_the_batch_size_that_weighs_the_frozen_metric(rng):
                                model.backend.to_numpy(model.refresh_metric(state, x, weight=1 / 3).metric.M))
     fixed, _ = model.fit(model.init(seed=0, centroids=x[:5]), x, epochs=1, batch_size=10, progress=False)
     assert fixed.batch_centroids is None
+    whole, _ = model.fit(model.init(seed=0), x, epochs=1, batch_size=50, progress=False)
+    assert whole.batch_centroids == 30  # a batch larger than the data holds all of it: weight 1
+    stepped, _ = model.step(model.init(seed=0), x[:7])
+    assert stepped.batch_centroids == 7
+
+
+def test_the_batch_size_behind_the_frozen_metric_survives_a_checkpoint(tmp_path, rng):
+    model = small_model(input_dim=6, latent_dim=2)
+    x = rng.uniform(0.1, 0.9, size=(30, 6))
+    state, _ = model.fit(model.init(seed=0), x, epochs=1, batch_size=10, progress=False)
+    model.save(state, tmp_path / "ckpt")
+    loaded = model.load(tmp_path / "ckpt")
+    assert loaded.batch_centroids == 10
+    np.testing.assert_allclose(model.backend.to_numpy(model.refresh_metric(loaded, x).metric.M),
+                               model.backend.to_numpy(state.metric.M), rtol=1e-6)
 
 
 def test_nll_weights_ignore_the_training_prefactors(backend, rng):

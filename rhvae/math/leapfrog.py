@@ -12,8 +12,8 @@ Tempering after step ``k``: ``ρ ← √(β_{k-1} / β_k) ρ``.
 The fixed-point iterations are guarded per sample (:func:`_guarded_iterations`): an iterate
 whose increment ``‖x_{k+1} - x_k‖`` is larger than the previous one is a sign the map does not
 contract there (it then diverges double-exponentially: ``∇zκ`` is quadratic in ``ρ``), so that
-sample keeps its last iterate. A contracting iteration has shrinking increments and is not
-touched.
+sample keeps its last iterate. A map that contracts in the Euclidean norm has shrinking
+increments and is not touched; one that converges with growing increments is stopped early.
 """
 
 from __future__ import annotations
@@ -109,11 +109,11 @@ def position_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Arra
     """
     gh = _prepared(grad_h)
     at = gh.prepare(B, H, z) if at is None else at
-    step = eps * _maybe_stop(B, gh.grad_rho_at(B, H, at, rho), truncate)
-    half = 0.5 * step
+    g0 = _maybe_stop(B, gh.grad_rho_at(B, H, at, rho), truncate)
+    first = eps * g0
     return _guarded_iterations(
-        B, lambda zz: z + half + 0.5 * eps * _maybe_stop(B, gh.grad_rho(B, H, zz, rho), truncate),
-        z + step, B.xp.sum(step * step, axis=-1), steps - 1, _unroll(grad_h), guard)
+        B, lambda zz: z + 0.5 * eps * (g0 + _maybe_stop(B, gh.grad_rho(B, H, zz, rho), truncate)),
+        z + first, B.xp.sum(first * first, axis=-1), steps - 1, _unroll(grad_h), guard)
 
 
 def momentum_final_step(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array, rho: Array,

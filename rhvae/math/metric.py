@@ -93,14 +93,15 @@ def bounded_factor(B: Backend, diag: Array, lower: Array, M_max: float | None) -
     ``tr(L̃ L̃ᵀ) = q / (1 + q/M_max) < M_max`` (``q = ‖L‖²_F``): every eigenvalue of ``M = L̃ L̃ᵀ``
     lies below ``M_max``; ``L`` itself when ``M_max`` is ``None``.
 
-    Computed as ``(L e^{-m}) / √(e^{-2m} + q e^{-2m} / M_max)`` with ``m = max(0, max_j diag_j)``, so no
-    intermediate overflows however large the network's outputs grow (``exp(diag)`` alone overflows
-    float32 at ``diag > 88``).
+    Computed as ``(L e^{-m}) / √(e^{-2m} + q e^{-2m} / M_max)`` with ``m = max(0, diag_j, log|lower_ij|)``
+    (a constant for the gradient: the value does not depend on it), so no intermediate overflows
+    however large the network's outputs grow (``exp(diag)`` alone overflows float32 at ``diag > 88``).
     """
     xp = B.xp
     if M_max is None:
         return lower_triangular(B, diag, lower)
-    m = xp.clip(xp.amax(diag, axis=-1, keepdims=True), 0.0, None)
+    largest = xp.concatenate([diag, xp.log(xp.abs(lower)), xp.zeros_like(diag[..., :1])], axis=-1)
+    m = B.stop_gradient(xp.amax(largest, axis=-1, keepdims=True))
     L = lower_triangular(B, diag - m, lower * xp.exp(-m))
     q = xp.sum(L * L, axis=(-2, -1))[..., None, None]
     return L / xp.sqrt(xp.exp(-2.0 * m)[..., None] + q / M_max)
