@@ -2,6 +2,7 @@
 
 from rhvae.errors import (
     BackendUnavailableError,
+    ComponentError,
     DuplicateComponentError,
     DuplicatePluginError,
     PluginLoadError,
@@ -10,6 +11,7 @@ from rhvae.errors import (
     TrainingDivergedError,
     UnknownComponentError,
 )
+from rhvae.checkpoint import load_model as load
 from rhvae.hookspecs import hookimpl
 from rhvae.model import RHVAE, Noise, TrainState
 from rhvae.registry import Registry, get_registry
@@ -17,6 +19,7 @@ from rhvae.registry import Registry, get_registry
 __version__ = "0.2.0"
 __all__ = [
     "BackendUnavailableError",
+    "ComponentError",
     "DuplicateComponentError",
     "DuplicatePluginError",
     "PluginLoadError",
@@ -31,4 +34,5 @@ __all__ = [
     "__version__",
     "get_registry",
     "hookimpl",
+    "load",
 ]

@@ -1,81 +1,84 @@
-"""Portable checkpoints: ``PATH.npz`` (every array, as numpy) and ``PATH.json`` (what made them).
+"""Checkpoints: one file, ``PATH.npz``, written whole or not at all, that describes itself.
 
-The arrays are backend-neutral, so a checkpoint written on torch loads on jax and back. The JSON
-holds the format version, the rhvae version, the writing backend, the full configuration and
-the ``repr`` of every component; :func:`load` checks them against the model it loads into and
-names every difference. Each file is written to a temporary name and renamed into place, so an
-interrupted save never leaves a half-written checkpoint behind.
+The file is a zip of ``.npy`` arrays (so ``numpy.load`` reads it) plus ``rhvae.json``: the format
+version, the rhvae version, the writing backend, the full configuration, the ``repr`` and the
+registry recipe of every component, the training counters, the shape, dtype and SHA-256 of every
+array, and any caller ``metadata``. It is written to a temporary file, ``fsync``-ed and renamed
+into place (:mod:`rhvae.atomic`), so a reader sees the previous checkpoint or the new one, never
+a mix. :func:`load` verifies every hash, every shape against the model, every JSON field and the
+finiteness of every array, and names the file and the field at fault. :func:`load_model`
+rebuilds the model itself from the file. The arrays are backend-neutral: a checkpoint written on
+torch loads on jax and back.
+
+Checkpoints of rhvae 0.1 and 0.2.0 (format 1: ``PATH.npz`` arrays beside a ``PATH.json``) still load.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rhvae.atomic import write_atomic
 from rhvae.config import RHVAEConfig
 from rhvae.errors import RhvaeError
 from rhvae.math.metric import MetricState
+from rhvae.registry import recipe
 from rhvae.tree import flatten, unflatten
 
 if TYPE_CHECKING:
     from rhvae.model import RHVAE, TrainState
 
 FORMAT = "rhvae-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+META_MEMBER = "rhvae.json"
+"""The zip member holding the description (format 2)."""
 _EXECUTION_ONLY = {"centroid_chunk"}
 """Config fields that change how sums run, not the numbers: a checkpoint loads whatever their value."""
 _BEFORE_FIELD = {"M_max": None, "guard_fixed_point": False, "reweight_frozen_metric": False}
 """What the code did before these config fields existed, which a checkpoint without them had."""
+COMPONENTS = ("encoder", "decoder", "metric", "prior", "grad_h", "tempering")
+_CONSTRUCTOR = {"prior": "position_prior"}
+"""The :class:`~rhvae.RHVAE` argument of each component whose name differs."""
 
 
 class CheckpointError(RhvaeError, ValueError):
-    """A checkpoint is missing, truncated, foreign, or does not match the model loading it."""
+    """A checkpoint is missing, truncated, corrupted, foreign, or does not match the model loading it."""
 
 
-def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+def checkpoint_path(path: str | os.PathLike) -> Path:
+    """``PATH.npz`` for ``PATH``, ``PATH.npz`` or (format 1) ``PATH.json``."""
     base = Path(path)
     if base.suffix in (".npz", ".json"):
         base = base.with_suffix("")
-    return base.with_suffix(".npz"), base.with_suffix(".json")
+    return base.with_suffix(".npz")
+
+
+def _components(model: RHVAE) -> dict[str, Any]:
+    return {**model.components._asdict(), "tempering": model.tempering}
 
 
 def describe(model: RHVAE) -> dict[str, Any]:
-    """The JSON-able identity of ``model``: configuration and component ``repr``s."""
-    parts = model.components._asdict()
+    """The JSON-able identity of ``model``: configuration, component ``repr``s and recipes."""
+    parts = _components(model)
     return {
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(model.config).items()},
-        "components": {**{k: repr(v) for k, v in parts.items()}, "tempering": repr(model.tempering)},
+        "components": {k: repr(v) for k, v in parts.items()},
+        "recipes": {k: recipe(v) for k, v in parts.items()},
     }
 
 
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def save(model: RHVAE, state: TrainState, path: str | os.PathLike,
-         metadata: dict | None = None) -> tuple[Path, Path]:
-    """Write ``state`` to ``PATH.npz`` and ``PATH.json``; returns both paths.
-
-    ``metadata``: any JSON-able dict stored as is (``rhvae train`` keeps its arguments there).
-    """
-    from rhvae import __version__
-
-    npz_path, json_path = _paths(path)
-    npz_path.parent.mkdir(parents=True, exist_ok=True)
+def _state_arrays(model: RHVAE, state: TrainState) -> dict[str, np.ndarray]:
     to_np = model.backend.to_numpy
     arrays = {f"params/{k}": to_np(v) for k, v in flatten(state.params)}
     arrays.update({f"opt_state/{k}": to_np(v) for k, v in flatten(state.opt_state)})
@@ -83,40 +86,131 @@ def save(model: RHVAE, state: TrainState, path: str | os.PathLike,
         arrays.update({f"metric/{k}": to_np(v) for k, v in state.metric._asdict().items() if v is not None})
     if state.centroid_data is not None:
         arrays["centroid_data"] = to_np(state.centroid_data)
+    return {k: np.asarray(v) for k, v in arrays.items()}
+
+
+def save(model: RHVAE, state: TrainState, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Write ``state`` to the single file ``PATH.npz`` atomically; returns its path.
+
+    ``metadata``: any JSON-able dict stored as is (``rhvae train`` keeps its arguments there).
+    """
+    from rhvae import __version__
+
+    target = checkpoint_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    arrays = _state_arrays(model, state)
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "rhvae_version": __version__,
         "backend": model.backend.name, "seed": state.seed, "step": state.step, "epoch": state.epoch,
-        "batch_centroids": state.batch_centroids,
-        **describe(model), "metadata": metadata or {},
+        "batch_centroids": state.batch_centroids, **describe(model),
+        "arrays": {k: {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": _digest(a)} for k, a in arrays.items()},
+        "metadata": metadata or {},
     }
-    _atomic_write(npz_path, lambda handle: np.savez(handle, **arrays))
-    _atomic_write(json_path, lambda handle: handle.write(json.dumps(meta, indent=2).encode()))
-    return npz_path, json_path
+    text = json.dumps(meta, indent=2)  # fails here, before any file is touched, on non-JSON metadata
+
+    def write(handle) -> None:
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for key, array in arrays.items():
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+            archive.writestr(META_MEMBER, text)
+
+    write_atomic(target, write)
+    sidecar = target.with_suffix(".json")
+    if sidecar.is_file():  # a format-1 description of an older checkpoint at this path: now stale
+        sidecar.unlink()
+    return target
 
 
-def _read_meta(json_path: Path) -> dict:
-    if not json_path.is_file():
-        raise CheckpointError(f"checkpoint file {json_path} does not exist")
+# ---------------------------------------------------------------------------------- reading
+
+
+def _read(path: str | os.PathLike) -> tuple[Path, dict, dict[str, np.ndarray]]:
+    """``(file, description, arrays)`` of the checkpoint at ``path``, hashes verified (format 2)."""
+    file = checkpoint_path(path)
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint file {file} does not exist")
     try:
-        meta = json.loads(json_path.read_text())
+        with zipfile.ZipFile(file) as archive:
+            names = archive.namelist()
+            if META_MEMBER not in names:
+                return _read_format_1(file, archive)
+            meta = _parse_meta(archive.read(META_MEMBER), f"{file}:{META_MEMBER}")
+            arrays = {name[:-4]: np.lib.format.read_array(archive.open(name), allow_pickle=False)
+                      for name in names if name.endswith(".npy")}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"{file} is truncated, corrupted or not an rhvae checkpoint: {exc}") from None
+    _check_arrays_against_description(file, meta, arrays)
+    return file, meta, arrays
+
+
+def _read_format_1(file: Path, archive: zipfile.ZipFile) -> tuple[Path, dict, dict[str, np.ndarray]]:
+    sidecar = file.with_suffix(".json")
+    if not sidecar.is_file():
+        raise CheckpointError(f"{file} holds no {META_MEMBER} and has no {sidecar.name} beside it: "
+                              f"not an rhvae checkpoint")
+    meta = _parse_meta(sidecar.read_bytes(), str(sidecar))
+    arrays = {name[:-4]: np.lib.format.read_array(archive.open(name), allow_pickle=False)
+              for name in archive.namelist() if name.endswith(".npy")}
+    return file, meta, arrays
+
+
+def _parse_meta(raw: bytes, where: str) -> dict:
+    try:
+        meta = json.loads(raw.decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{json_path} is not a JSON rhvae checkpoint description: {exc}") from None
+        raise CheckpointError(f"{where} is not a JSON rhvae checkpoint description: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{json_path} is not an rhvae checkpoint (no \"format\": \"{FORMAT}\")")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{json_path} has checkpoint format version {meta.get('format_version')!r}; "
-                              f"this rhvae reads version {FORMAT_VERSION}")
+        raise CheckpointError(f"{where} is not an rhvae checkpoint (no \"format\": \"{FORMAT}\")")
+    if meta.get("format_version") not in (1, FORMAT_VERSION):
+        raise CheckpointError(f"{where} has checkpoint format version {meta.get('format_version')!r}; "
+                              f"this rhvae reads versions 1 and {FORMAT_VERSION}")
+    _check_fields(meta, where)
     return meta
 
 
-def _read_arrays(npz_path: Path) -> dict[str, np.ndarray]:
-    if not npz_path.is_file():
-        raise CheckpointError(f"checkpoint file {npz_path} does not exist")
-    try:
-        with np.load(npz_path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise CheckpointError(f"{npz_path} is truncated or not an .npz archive: {exc}") from None
+def _check_fields(meta: dict, where: str) -> None:
+    """Every field :func:`load` uses has its type, else a :class:`CheckpointError` naming it."""
+    def bad(field: str, expected: str) -> CheckpointError:
+        return CheckpointError(f"{where}: field {field!r} must be {expected}; got {meta.get(field)!r}")
+
+    for field in ("seed", "step", "epoch"):
+        value = meta.get(field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad(field, "an integer >= 0")
+    value = meta.get("batch_centroids")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise bad("batch_centroids", "null or an integer >= 1")
+    for field in ("config", "components"):
+        if not isinstance(meta.get(field), dict):
+            raise bad(field, "an object")
+    if not isinstance(meta.get("backend"), str):
+        raise bad("backend", "a backend name")
+    for field in ("metadata", "recipes", "arrays"):
+        if field in meta and not isinstance(meta[field], dict):
+            raise bad(field, "an object")
+
+
+def _check_arrays_against_description(file: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    listed = meta.get("arrays")
+    if listed is None:
+        raise CheckpointError(f"{file}: field 'arrays' is missing from {META_MEMBER}")
+    if set(listed) != set(arrays):
+        missing, extra = sorted(set(listed) - set(arrays)), sorted(set(arrays) - set(listed))
+        raise CheckpointError(f"{file}: the arrays differ from its description: missing {missing}, unlisted {extra}")
+    for key, array in arrays.items():
+        entry = listed[key]
+        if not isinstance(entry, dict) or entry.get("sha256") != _digest(array) \
+                or entry.get("shape") != list(array.shape) or entry.get("dtype") != array.dtype.str:
+            raise CheckpointError(f"{file}: array {key!r} does not match its recorded shape, dtype and "
+                                  f"SHA-256 (the file was altered or corrupted)")
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The description of the checkpoint at ``path``, checked (format 2: every array's hash too)."""
+    return _read(path)[1]
 
 
 def saved_config(meta: dict) -> dict[str, Any]:
@@ -126,9 +220,25 @@ def saved_config(meta: dict) -> dict[str, Any]:
     return {**defaults, **_BEFORE_FIELD, **meta.get("config", {})}
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    """The JSON description of the checkpoint at ``path`` (checked to be an rhvae checkpoint)."""
-    return _read_meta(_paths(path)[1])
+def _expect_shapes(file: Path, arrays: dict[str, np.ndarray], config: RHVAEConfig) -> None:
+    d, D = config.latent_dim, config.input_dim
+    if "metric/centroids" in arrays:
+        n = arrays["metric/centroids"].shape[0] if arrays["metric/centroids"].ndim else -1
+        want = {"metric/centroids": (n, d), "metric/M": (n, d, d), "metric/M_packed": (n, d * (d + 1) // 2)}
+        for key, shape in want.items():
+            if key in arrays and arrays[key].shape != shape:
+                raise CheckpointError(f"{file}: {key} has shape {arrays[key].shape}; the model needs {shape}")
+    elif any(k.startswith("metric/") for k in arrays):
+        raise CheckpointError(f"{file}: metric arrays without metric/centroids")
+    data = arrays.get("centroid_data")
+    if data is not None and (data.ndim != 2 or data.shape[1] != D):
+        raise CheckpointError(f"{file}: centroid_data has shape {data.shape}; the model needs (N, {D})")
+    for key, array in arrays.items():
+        if not np.issubdtype(array.dtype, np.floating):
+            raise CheckpointError(f"{file}: {key} has dtype {array.dtype}; expected floating point")
+        if not np.isfinite(array).all():
+            raise CheckpointError(f"{file}: {key} holds {int(np.size(array) - np.isfinite(array).sum())} "
+                                  f"non-finite value(s)")
 
 
 def load(model: RHVAE, path: str | os.PathLike, *, check_version: bool = True) -> TrainState:
@@ -136,26 +246,29 @@ def load(model: RHVAE, path: str | os.PathLike, *, check_version: bool = True) -
 
     Raises :class:`CheckpointError` naming every difference when the checkpoint's configuration
     or components differ from ``model``'s, when it was written by another rhvae version
-    (``check_version=False`` accepts that), or when the files are missing, truncated or foreign.
+    (``check_version=False`` accepts that), or when the file is missing, truncated, altered
+    (a hash differs), holds a non-finite array or an array of the wrong shape.
     """
     from rhvae import __version__
     from rhvae.model import TrainState
 
-    npz_path, json_path = _paths(path)
-    meta, arrays = _read_meta(json_path), _read_arrays(npz_path)
+    file, meta, arrays = _read(path)
     problems = []
     if check_version and meta.get("rhvae_version") != __version__:
         problems.append(f"rhvae version: checkpoint {meta.get('rhvae_version')!r}, installed {__version__!r}")
     expected = describe(model)
     for section in ("config", "components"):
-        saved, ours = meta.get(section, {}), expected[section]
+        saved, ours = meta[section], expected[section]
         if section == "config":  # fields added later read as what older checkpoints did
             saved = saved_config(meta)
+        else:
+            saved = {k: v for k, v in saved.items() if k in ours}  # format 1 had no tempering entry
         for key in sorted((set(saved) | set(ours)) - _EXECUTION_ONLY):
-            if saved.get(key) != ours.get(key):
+            if key in saved and saved.get(key) != ours.get(key):
                 problems.append(f"{section}.{key}: checkpoint {saved.get(key)!r}, model {ours.get(key)!r}")
     if problems:
-        raise CheckpointError(f"checkpoint {npz_path} does not match the model:\n  " + "\n  ".join(problems))
+        raise CheckpointError(f"checkpoint {file} does not match the model:\n  " + "\n  ".join(problems))
+    _expect_shapes(file, arrays, model.config)
 
     as_array = model._array
 
@@ -163,18 +276,50 @@ def load(model: RHVAE, path: str | os.PathLike, *, check_version: bool = True) -
         return unflatten({k[len(prefix):]: as_array(v) for k, v in arrays.items() if k.startswith(prefix)})
 
     params, opt_state = group("params/"), group("opt_state/")
-    fresh = model.init(seed=int(meta["seed"]))
+    fresh = model.init(seed=meta["seed"])
     for name, tree, reference in (("params", params, fresh.params), ("opt_state", opt_state, fresh.opt_state)):
         want = {k: tuple(v.shape) for k, v in flatten(reference)}
         got = {k: tuple(v.shape) for k, v in flatten(tree)}
         if want != got:
             diff = sorted(set(want.items()) ^ set(got.items()))
-            raise CheckpointError(f"checkpoint {npz_path}: {name} arrays differ from the model's: {diff[:6]}")
+            raise CheckpointError(f"checkpoint {file}: {name} arrays differ from the model's: {diff[:6]}")
     metric = None
     if "metric/centroids" in arrays:
         metric = MetricState(*(as_array(arrays[f"metric/{f}"]) if f"metric/{f}" in arrays else None
                                for f in MetricState._fields))
     centroid_data = as_array(arrays["centroid_data"]) if "centroid_data" in arrays else None
-    batch_centroids = meta.get("batch_centroids")
-    return TrainState(params, opt_state, metric, centroid_data, int(meta["seed"]),
-                      int(meta["step"]), int(meta["epoch"]), None if batch_centroids is None else int(batch_centroids))
+    return TrainState(params, opt_state, metric, centroid_data, meta["seed"], meta["step"], meta["epoch"],
+                      meta.get("batch_centroids"))
+
+
+def load_model(path: str | os.PathLike, *, backend: str | None = None, device: str = "cpu",
+               compile: bool | None = None, registry=None) -> tuple[RHVAE, TrainState]:
+    """``(model, state)`` rebuilt from the checkpoint at ``path`` alone: its configuration, and every
+    component from the registry recipe it was created with, on ``backend`` (default: the one that
+    wrote it). A component built without the registry cannot be rebuilt: then build the model as
+    before and call :meth:`RHVAE.load`.
+    """
+    from rhvae.model import RHVAE
+    from rhvae.registry import get_registry
+
+    file, meta, _ = _read(path)
+    recipes = meta.get("recipes") or {}
+    missing = [k for k in COMPONENTS if not isinstance(recipes.get(k), dict)]
+    if missing:
+        raise CheckpointError(
+            f"{file} cannot rebuild its model: no registry recipe for {', '.join(missing)} (components built "
+            f"directly, not by name or Registry.create, or a checkpoint older than rhvae 0.3); build the model "
+            f"yourself and call model.load({str(path)!r})")
+    reg = registry if registry is not None else get_registry()
+    backend = backend or meta["backend"]
+    built = {}
+    for kind in COMPONENTS:
+        entry = recipes[kind]
+        kwargs = entry.get("kwargs") or {}
+        if not isinstance(kwargs, dict) or not isinstance(entry.get("name"), str):
+            raise CheckpointError(f"{file}: field 'recipes.{kind}' must be {{\"name\": str, \"kwargs\": object}}; "
+                                  f"got {entry!r}")
+        built[_CONSTRUCTOR.get(kind, kind)] = reg.create(kind, entry["name"], backend=backend, **kwargs)
+    hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in saved_config(meta).items()}
+    model = RHVAE(backend, device=device, compile=compile, registry=reg, **built, **hyper)
+    return model, load(model, file, check_version=False)

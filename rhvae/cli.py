@@ -10,13 +10,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 
 import rhvae
+from rhvae import checkpoint
 from rhvae.config import RHVAEConfig
 from rhvae.errors import RhvaeError
 from rhvae.presets import PRESETS
@@ -65,7 +68,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    """Each plugin with its distribution and version, then its components ``kind:name [backends]``."""
+    """Each plugin with its distribution and version, then its components ``kind:name [backends]``;
+    then each plugin that failed to load, with its error."""
     for info in get_registry().plugins():
         print(f"{info.name} (from {info.distribution} {info.version}".rstrip() + ")")
         for spec in info.components:
@@ -74,6 +78,8 @@ def _plugins(args: argparse.Namespace) -> int:
             print(f"{line}  {spec.doc}" if spec.doc else line)
         if not info.components:
             print("  (no components)")
+    for name, error in get_registry().broken.items():
+        print(f"{name} (BROKEN, not loaded): {error}")
     return 0
 
 
@@ -112,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", default="mnist", help="mnist, digits, or a .npy/.npz path")
     train.add_argument("--backend", default="torch", help="torch or jax")
     train.add_argument("--latent-dim", type=int, default=2, help="latent dimension d")
-    train.add_argument("--epochs", type=int, default=5, help="passes over the training rows")
+    train.add_argument("--epochs", type=int, default=None,
+                       help="passes over the training rows (default 5; with --resume: the run's own)")
     train.add_argument("--batch-size", type=int, default=100, help="rows per Adam step")
     train.add_argument("--hidden", type=int, nargs="+", default=list(_NET_DEFAULTS["encoder"]),
                        help="hidden widths of the encoder and the decoder")
@@ -137,7 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "points used as fixed centroids")
     train.add_argument("--n-test", type=int, default=1000, help="rows held out for evaluation")
     train.add_argument("--seed", type=int, default=0, help="seed of the split, the parameters and every draw")
-    train.add_argument("--out", default="runs/latest", help="output folder")
+    train.add_argument("--out", default=None,
+                       help="output folder (default: a new numbered folder runs/run-NNN, linked as runs/latest); "
+                            "an existing run is never replaced without --overwrite")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run files (checkpoints, metrics, figures, samples) already in --out")
+    train.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
+                       help="draw the loss, latent-space, sample, reconstruction and geodesic figures at the end")
+    train.add_argument("--resume", default=None, metavar="RUN",
+                       help="continue the run in folder RUN from its last completed epoch, with its own settings, "
+                            "up to --epochs (the numbers are those of an uninterrupted run)")
     train.add_argument("--device", default="cpu",
                        help="cpu, cuda or gpu; with --distributed on torch each process takes cuda:LOCAL_RANK")
     train.add_argument("--compile", action="store_true",
@@ -154,12 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.train_parser = train  # _parse applies a --config file to it
     evaluate = commands.add_parser("evaluate", help="held-out ELBO and reconstruction error of a trained run")
     evaluate.add_argument("--run", dest="run_dir", default="runs/latest", help="the folder 'rhvae train' wrote")
+    evaluate.add_argument("--checkpoint", choices=("last", "best"), default="last",
+                          help="the last epoch's state, or the one with the best held-out ELBO (default last)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the ELBO's noise")
     evaluate.add_argument("--nll-samples", type=int, default=100,
                           help="importance samples per row for -log p(x) (default 100; 0 skips it)")
     evaluate.set_defaults(run=_evaluate)
     sample = commands.add_parser("sample", help="generate with the Riemannian sampler (or the prior)")
     sample.add_argument("--run", dest="run_dir", default="runs/latest", help="the folder 'rhvae train' wrote")
+    sample.add_argument("--checkpoint", choices=("last", "best"), default="last",
+                        help="the last epoch's state, or the one with the best held-out ELBO (default last)")
     sample.add_argument("--n", type=int, default=64, help="number of samples (one HMC chain each)")
     sample.add_argument("--transitions", type=int, default=100)
     sample.add_argument("--eps", type=float, default=0.05, help="HMC leapfrog step size")
@@ -168,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="temper each trajectory to this inverse temperature at its middle (default 1: none)")
     sample.add_argument("--prior", action="store_true", help="decode N(0, I) draws instead")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--out", default=None, help="output folder (default: the run folder)")
+    sample.add_argument("--out", default=None,
+                        help="output folder (default: the run folder); an existing samples file is never replaced: "
+                             "the next free name samples-N.npz is used")
     sample.set_defaults(run=_sample)
     bench = commands.add_parser("bench", help="a short cross-backend training-step benchmark")
     bench.add_argument("--backends", default="torch,jax", help="comma-separated backends (default torch,jax)")
@@ -249,27 +271,229 @@ def _figures(model, state, history, x_test, y_test, out, n_samples: int, seed: i
     return written
 
 
+DEFAULT_EPOCHS = 5
+RUNS = Path("runs")
+"""Where runs go without ``--out``: ``runs/run-001``, ``runs/run-002``, ... and the link ``runs/latest``."""
+RUN_FILES = ("last.npz", "best.npz", "diverged.npz", "metrics.json", "checkpoint.npz", "checkpoint.json",
+             "loss.png", "latent_space.png", "samples.png", "reconstructions.png", "geodesics.png")
+"""The files ``rhvae train`` writes (and 0.2's ``checkpoint.npz|json``): what ``--overwrite`` replaces."""
+_RESUME_KEEPS = {"resume", "epochs", "device", "compile", "distributed", "coordinator", "num_processes",
+                 "process_id", "run", "config", "figures"}
+"""``train`` options that still apply with ``--resume``; every other one is the run's own."""
+
+
 def _train(args: argparse.Namespace) -> int:
     from rhvae import datasets
 
     _join_processes(args)
-    x_train, _, x_test, y_test = datasets.load(args.data, args.n_test, args.seed)
-    model = _build_model(args, x_train.shape[1])
+    if args.resume is not None:
+        return _resume(args)
+    args.epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
+    _check_counts(args, ("epochs", "batch_size", "latent_dim"))
+    data = datasets.load(args.data, args.n_test, args.seed)
+    model = _build_model(args, data[0].shape[1])
     parallel = model.data_parallel() if args.distributed else None
     main = parallel is None or parallel.is_main
+    out = _prepare_out(args) if main else None  # before any training: a bad --out costs nothing
     if main:
-        print(f"training on {args.data}: {len(x_train)} train / {len(x_test)} test rows, {model!r}")
-    centroids = args.centroids if args.centroids == "batch" else int(args.centroids)
-    state = model.init(seed=args.seed, centroids=centroids, data=x_train)
-    state, history = model.fit(state, x_train, epochs=args.epochs, batch_size=args.batch_size,
-                               validation_data=x_test, distributed=args.distributed)
-    if main:  # every process holds the same state; one writes it
-        _write_run(args, model, state, history, x_test, y_test)
+        print(f"training on {args.data}: {len(data[0])} train / {len(data[2])} test rows, {model!r}")
+        print(f"writing to {out}")
+    centroids = args.centroids if args.centroids == "batch" else _centroid_count(args.centroids)
+    state = model.init(seed=args.seed, centroids=centroids, data=data[0])
+    return _run_epochs(args, model, state, _empty_history(), out, data, parallel)
+
+
+def _check_counts(args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """Each of ``names`` an integer >= 1, and ``seed`` (when the command has one) >= 0, else an
+    error naming the flag."""
+    for name in names:
+        value = getattr(args, name)
+        if value < 1:
+            raise RhvaeError(f"--{name.replace('_', '-')} must be an integer >= 1; got {value}")
+    if getattr(args, "seed", 0) < 0:
+        raise RhvaeError(f"--seed must be an integer >= 0; got {args.seed}")
+
+
+def _centroid_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise RhvaeError(f"--centroids must be 'batch' or a number of training rows; got {text!r}") from None
+    if count < 1:
+        raise RhvaeError(f"--centroids must be 'batch' or a number >= 1 of training rows; got {count}")
+    return count
+
+
+def _empty_history() -> dict:
+    return {"loss": [], "epoch_loss": [], "epoch_seconds": [], "val_elbo": [], "skipped_steps": []}
+
+
+def _prepare_out(args: argparse.Namespace) -> Path:
+    """The run folder, created and proven writable: ``--out`` (refused when it holds a run, unless
+    ``--overwrite``, which removes the run files there) or the next ``runs/run-NNN``."""
+    from rhvae.atomic import write_text_atomic
+
+    if args.out is None:
+        out = _new_run_folder(RUNS)
+    else:
+        out = Path(args.out)
+        existing = [name for name in RUN_FILES if (out / name).exists()] + \
+            sorted(p.name for p in out.glob("samples*")) if out.is_dir() else []
+        if existing and not args.overwrite:
+            raise RhvaeError(f"--out {out} already holds a run ({', '.join(existing[:4])}); pass --overwrite to "
+                             f"replace it, or leave --out out for a new folder under {RUNS}/")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RhvaeError(f"--out {out}: cannot create the folder: {exc.strerror or exc}") from None
+        for name in existing:
+            (out / name).unlink()
+    try:  # prove the folder writable now, not after the training
+        (out / ".rhvae-write-test").unlink(missing_ok=True)
+        write_text_atomic(out / ".rhvae-write-test", "")
+        (out / ".rhvae-write-test").unlink()
+    except OSError as exc:
+        raise RhvaeError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
+    if args.out is None or out.parent.resolve() == RUNS.resolve():
+        _link_latest(out)
+    return out
+
+
+def _new_run_folder(root: Path) -> Path:
+    """``root/run-NNN`` with the next free number, created (a concurrent run takes the next one)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RhvaeError(f"cannot create the runs folder {root}: {exc.strerror or exc}; pass --out") from None
+    numbers = [int(p.name[4:]) for p in root.glob("run-*") if p.name[4:].isdigit()]
+    number = max(numbers, default=0) + 1
+    while True:
+        folder = root / f"run-{number:03d}"
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            number += 1
+
+
+def _link_latest(out: Path) -> None:
+    """Point ``runs/latest`` at ``out`` (replacing an older link atomically, never a real folder)."""
+    latest = out.parent / "latest"
+    if latest.exists() and not latest.is_symlink():
+        print(f"note: {latest} is a folder (an older rhvae's run), so it stays; this run is {out}")
+        return
+    tmp = out.parent / f".latest.{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        os.symlink(out.name, tmp, target_is_directory=True)
+        os.replace(tmp, latest)
+    except OSError:  # a file system without symbolic links: the run folder is still printed
+        tmp.unlink(missing_ok=True)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """``train --resume RUN``: reload the last completed epoch of RUN and train on to ``--epochs``."""
+    from rhvae import datasets
+
+    parser = build_parser().train_parser
+    defaults = vars(parser.parse_args([]))
+    flag = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+    changed = sorted(k for k, v in vars(args).items() if k not in _RESUME_KEEPS and defaults.get(k, v) != v)
+    if changed:
+        flags = ", ".join(flag.get(k, k) for k in changed)
+        raise RhvaeError(f"{flags} cannot change with --resume: the run continues with its own settings "
+                         f"(only --epochs, --device, --compile, --figures and the distributed options apply)")
+    run = Path(args.resume)
+    file = _run_checkpoint(run, "last")
+    meta = checkpoint.read_metadata(file)
+    saved = _run_args(file, meta)
+    saved.update(resume=None, device=args.device, compile=args.compile, distributed=args.distributed,
+                 out=str(run), overwrite=False, figures=args.figures)
+    for key in ("coordinator", "num_processes", "process_id"):
+        saved[key] = getattr(args, key)
+    target = args.epochs if args.epochs is not None else saved.get("epochs", DEFAULT_EPOCHS)
+    run_args = argparse.Namespace(**{**defaults, **saved, "epochs": target})
+    _check_counts(run_args, ("epochs",))
+    if meta["epoch"] >= target:
+        raise RhvaeError(f"--resume {run}: the run has trained {meta['epoch']} epoch(s) already; pass --epochs "
+                         f"N > {meta['epoch']} to train further")
+    data = datasets.load(run_args.data, run_args.n_test, run_args.seed)
+    model = _build_model(run_args, data[0].shape[1], config=checkpoint.saved_config(meta))
+    state = model.load(file, check_version=False)
+    history = meta.get("metadata", {}).get("history") or _empty_history()
+    history = {k: list(history.get(k, [])) for k in _empty_history()}
+    parallel = model.data_parallel() if args.distributed else None
+    if parallel is None or parallel.is_main:
+        print(f"resuming {run} at epoch {meta['epoch'] + 1} of {target}")
+    return _run_epochs(run_args, model, state, history, run if parallel is None or parallel.is_main else None,
+                       data, parallel)
+
+
+def _run_epochs(args, model, state, history: dict, out: Path | None, data, parallel) -> int:
+    """Train epoch by epoch up to ``args.epochs``; after each, write ``last.npz`` (state, arguments
+    and history in one atomic file), ``best.npz`` when the held-out ELBO improved, and
+    ``metrics.json``. Divergence writes the last finite state to ``diverged.npz``; Ctrl-C keeps
+    the last completed epoch. Both end with how to go on."""
+    from rhvae.errors import TrainingDivergedError
+
+    x_train, _, x_test, y_test = data
+    main = out is not None
+    run_args = {k: v for k, v in vars(args).items() if k != "run"}
+    try:
+        while state.epoch < args.epochs:
+            state, epoch_history = model.fit(state, x_train, epochs=1, batch_size=args.batch_size,
+                                             validation_data=x_test, distributed=args.distributed)
+            for key, values in epoch_history.items():
+                history.setdefault(key, []).extend(values)
+            if main:
+                _save_epoch(model, state, history, run_args, out)
+    except TrainingDivergedError as err:
+        for key, values in err.history.items():
+            history.setdefault(key, []).extend(values)
+        if main:
+            history["diverged"] = {"epoch": err.epoch + 1, "step": err.step, "loss": str(err.loss)}
+            model.save(err.state, out / "diverged", metadata={"command": "train", "args": run_args, "history": history})
+            _write_metrics(out, history)
+            print(f"rhvae: error: the loss became {err.loss} at epoch {err.epoch + 1}, step {err.step}. Kept: "
+                  f"{out}/diverged.npz (the last finite state), {out}/last.npz (the last completed epoch, if any) "
+                  f"and {out}/metrics.json. Start again with a smaller --lr or --eps, or a larger --lam.",
+                  file=sys.stderr)
+        _end_processes(parallel)
+        return 1
+    except KeyboardInterrupt:
+        if main:
+            _write_metrics(out, history)
+            print(f"\ninterrupted at epoch {state.epoch + 1}: {out}/last.npz holds epoch {state.epoch}. "
+                  f"Continue with: rhvae train --resume {out}", file=sys.stderr)
+        return 130
+    if main:
+        written = _figures(model, state, history, x_test, y_test, out, 64, args.seed) if args.figures else []
+        print(f"held-out ELBO {history['val_elbo'][-1]:.2f} after {args.epochs} epochs")
+        print(f"wrote {out}/last.npz, best.npz, metrics.json" + "".join(f", {p.name}" for p in written))
+    _end_processes(parallel)
+    return 0
+
+
+def _save_epoch(model, state, history: dict, run_args: dict, out: Path) -> None:
+    meta = {"command": "train", "args": run_args, "history": history}
+    model.save(state, out / "last", metadata=meta)
+    val = history["val_elbo"]
+    if len(val) == 1 or val[-1] > max(val[:-1]) or not (out / "best.npz").is_file():
+        model.save(state, out / "best", metadata=meta)
+    _write_metrics(out, history)
+
+
+def _write_metrics(out: Path, history: dict) -> None:
+    from rhvae.atomic import write_text_atomic
+
+    write_text_atomic(out / "metrics.json", json.dumps(history, indent=1))
+
+
+def _end_processes(parallel) -> None:
     if parallel is not None:
         parallel.barrier()  # a process that exits while another still works can abort the run
         if hasattr(parallel, "exit"):  # torch: skip a gloo teardown that can abort after success
             parallel.exit(0)
-    return 0
 
 
 def _join_processes(args: argparse.Namespace) -> None:
@@ -285,38 +509,40 @@ def _join_processes(args: argparse.Namespace) -> None:
     initialize(args.coordinator, args.num_processes, args.process_id)
 
 
-def _write_run(args: argparse.Namespace, model, state, history, x_test, y_test) -> None:
-    import json
-    from pathlib import Path
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(history, indent=1))
-    run_args = {k: v for k, v in vars(args).items() if k != "run"}
-    model.save(state, out / "checkpoint", metadata={"command": "train", "args": run_args})
-    written = _figures(model, state, history, x_test, y_test, out, 64, args.seed)
-    print(f"held-out ELBO {history['val_elbo'][-1]:.2f} after {args.epochs} epochs")
-    print(f"wrote {out}/metrics.json, {out}/checkpoint.npz|json" + "".join(f", {p}" for p in written))
+def _run_checkpoint(run: Path, which: str) -> Path:
+    """``RUN/last.npz`` or ``RUN/best.npz`` (``RUN/checkpoint.npz`` for a run of rhvae 0.2.0 and older)."""
+    if not run.is_dir():
+        raise RhvaeError(f"run folder {run} does not exist (rhvae train prints the folder it writes)")
+    for name in (f"{which}.npz", "checkpoint.npz"):
+        if (run / name).is_file():
+            return run / name
+    raise RhvaeError(f"run folder {run} holds no {which}.npz: not a finished epoch of 'rhvae train'")
 
 
-def _load_run(run: str):
+def _run_args(file: Path, meta: dict) -> dict:
+    if meta.get("metadata", {}).get("command") != "train" or not isinstance(meta["metadata"].get("args"), dict):
+        raise checkpoint.CheckpointError(f"{file} was not written by 'rhvae train'")
+    return dict(meta["metadata"]["args"])
+
+
+def _load_run(run: str, which: str = "last"):
     """``(model, state, args, (x_train, x_test, y_test))`` of the run folder ``rhvae train`` wrote."""
-    from pathlib import Path
+    from rhvae import datasets
 
-    from rhvae import checkpoint, datasets
-
-    meta = checkpoint.read_metadata(Path(run) / "checkpoint")
-    if meta.get("metadata", {}).get("command") != "train":
-        raise checkpoint.CheckpointError(f"{run}/checkpoint.json was not written by 'rhvae train'")
-    args = argparse.Namespace(**meta["metadata"]["args"])
+    file = _run_checkpoint(Path(run), which)
+    meta = checkpoint.read_metadata(file)
+    args = argparse.Namespace(**_run_args(file, meta))
     x_train, _, x_test, y_test = datasets.load(args.data, args.n_test, args.seed)
     model = _build_model(args, x_train.shape[1], config=checkpoint.saved_config(meta))
     # the model is rebuilt from the checkpoint's own configuration, so another version's run loads
-    return model, model.load(Path(run) / "checkpoint", check_version=False), args, (x_train, x_test, y_test)
+    return model, model.load(file, check_version=False), args, (x_train, x_test, y_test)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    model, state, run_args, (_, x_test, _) = _load_run(args.run_dir)
+    _check_counts(args, ())
+    if args.nll_samples < 0:
+        raise RhvaeError(f"--nll-samples must be an integer >= 0 (0 skips the NLL); got {args.nll_samples}")
+    model, state, run_args, (_, x_test, _) = _load_run(args.run_dir, args.checkpoint)
     elbo = model.elbo(state, x_test, seed=args.seed)
     recon = model.reconstruct(state, x_test)
     mse = float(np.mean((recon - x_test) ** 2))
@@ -330,27 +556,40 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from rhvae import figures
+    from rhvae.atomic import write_atomic
 
-    model, state, _, _ = _load_run(args.run_dir)
+    _check_counts(args, ("n", "transitions", "n_lf"))
+    model, state, _, _ = _load_run(args.run_dir, args.checkpoint)
+    out = Path(args.out or args.run_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RhvaeError(f"--out {out}: cannot create the folder: {exc.strerror or exc}") from None
+    name = _free_name(out, "samples")
     drawn = model.sample(state, args.n, transitions=args.transitions, eps=args.eps, n_lf=args.n_lf,
                          beta0=args.beta0, seed=args.seed) if not args.prior else model.sample_prior(state, args.n, seed=args.seed)
-    out = Path(args.out or args.run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "samples.npz", x=drawn.x, z=drawn.z)
-    message = f"wrote {out}/samples.npz ({args.n} samples"
+    write_atomic(out / f"{name}.npz", lambda handle: np.savez(handle, x=drawn.x, z=drawn.z))
+    message = f"wrote {out}/{name}.npz ({args.n} samples"
     message += ")" if args.prior else f", acceptance rate {drawn.acceptance:.3f})"
     if figures.image_side(drawn.x.shape[1]):
         try:
             path = figures.image_grids({"Prior N(0, I)" if args.prior else "Riemannian sampler": drawn.x},
-                                       out / "samples_grid.png")
+                                       out / f"{name}_grid.png")
             message += f" and {path}"
         except rhvae.RhvaeError as exc:
             message += f"; figure skipped: {exc}"
     print(message)
     return 0
+
+
+def _free_name(folder: Path, stem: str) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``, ...: the first whose ``.npz`` is not in ``folder``."""
+    name, number = stem, 1
+    while (folder / f"{name}.npz").exists():
+        number += 1
+        name = f"{stem}-{number}"
+    return name
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -398,8 +637,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _read_config(path: str, parser: argparse.ArgumentParser) -> dict:
     """Option values from a JSON or TOML file, keyed by option name (``latent_dim`` or ``latent-dim``)."""
-    from pathlib import Path
-
     file = Path(path)
     if not file.is_file():
         raise RhvaeError(f"--config {path}: no such file")

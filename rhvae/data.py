@@ -49,6 +49,18 @@ class _Shards:
         return out
 
 
+def _load_npy(path: str | os.PathLike, name: str) -> np.ndarray:
+    """The ``.npy`` file at ``path``, memory-mapped; a string that is no such file is an error that
+    says so (a string is read as a path, never as data)."""
+    if not str(path).endswith(".npy") or not os.path.isfile(path):
+        raise ValueError(f"{name}: a string or path is read as a .npy file of rows; {str(path)!r} is not an "
+                         f"existing .npy file (pass an array for data)")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{name}: cannot read {str(path)!r} as a .npy array without pickle: {exc}") from None
+
+
 class Rows:
     """``n`` rows of ``features`` columns, read on demand as ``dtype`` and checked as they are read."""
 
@@ -56,7 +68,7 @@ class Rows:
                  likelihood: object = None, feature_name: str = "features", expected_by: str = "the model") -> None:
         self.name, self.dtype, self.support, self.likelihood = name, dtype, support, likelihood
         if isinstance(data, (str, os.PathLike)):
-            data = np.load(data, mmap_mode="r")
+            data = _load_npy(data, name)
         elif isinstance(data, (list, tuple)) and data and all(_is_array_like(s) for s in data):
             data = _Shards(data)
         if _in_memory(data):

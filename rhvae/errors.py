@@ -31,9 +31,15 @@ class ProtocolError(RhvaeError, TypeError):
     """An object lacks members of the Protocol of its component kind."""
 
 
+class ComponentError(RhvaeError, ValueError):
+    """A component returned the wrong shape, dtype or non-finite values on the probe batch a model
+    runs when it is built; the message names the component and the plugin that registered it."""
+
+
 class TrainingDivergedError(RhvaeError, FloatingPointError):
-    """The loss became NaN or infinite during ``fit``; ``state`` is the last state with a finite loss
-    and ``history`` the history up to it (``loss`` includes the finite steps of the failing epoch)."""
+    """The loss became NaN or infinite during ``fit``; ``state`` is the last state whose loss was
+    measured finite (the state ``fit`` started from when its first step fails) and ``history`` the
+    history up to it (``loss`` includes the finite steps of the failing epoch)."""
 
     def __init__(self, epoch: int, step: int, loss: float, state: object, history: dict | None = None) -> None:
         super().__init__(

@@ -26,6 +26,7 @@ from rhvae.math.hamiltonian import Hamiltonian
 from rhvae.math.leapfrog import leapfrog_step
 from rhvae.math.metric import MetricSpec, MetricState, local_metric, metric_tensor
 from rhvae.optim import Adam
+from rhvae.probe import probe
 from rhvae.registry import Registry, get_registry
 from rhvae.tree import flatten, tree_map
 
@@ -153,6 +154,7 @@ class RHVAE:
         )
         self.optimizer = Adam(lr=c.learning_rate)
         self._compiled: dict[str, Callable] = {}
+        probe(self, reg)
 
     def __repr__(self) -> str:
         c = self.components
@@ -206,6 +208,17 @@ class RHVAE:
         return validation.check_array(z, name, self.config.latent_dim, self.config.dtype,
                                       feature_name="dimensions", expected_by="the latent space")
 
+    def _endpoint(self, z: Any, name: str) -> np.ndarray:
+        """A latent point ``(d,)`` (or ``(1, d)``) as float, else an error naming ``name``."""
+        d = self.config.latent_dim
+        try:
+            arr = np.asarray(validation.to_numpy(z), dtype=float)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a latent point of shape ({d},); got {type(z).__name__}") from None
+        if arr.size != d or arr.ndim > 2:
+            raise ValueError(f"{name} must be a latent point of shape ({d},); got shape {arr.shape}")
+        return arr.reshape(d)
+
     def _noise(self, n: int, noise: Noise | None, seed: int | tuple) -> Noise:
         d = self.config.latent_dim
         if noise is None:
@@ -235,17 +248,21 @@ class RHVAE:
         ``(N, input_dim)`` of centroid inputs, or a count ``N`` of points drawn at random from
         ``data``. Fixed centroids are re-encoded at every training step.
         """
+        seed = validation.check_seed("seed", seed)
+        params = tree_map(self._array, self.init_params(np.random.default_rng(seed)))
+        centroid_data = self._centroid_data(centroids, data, seed)
+        state = TrainState(params, self.optimizer.init(self.backend, params), None, centroid_data, int(seed))
+        return state if centroid_data is None else self.refresh_metric(state)
+
+    def init_params(self, rng: np.random.Generator) -> dict[str, dict[str, np.ndarray]]:
+        """``{"encoder", "decoder", "metric"}`` parameters drawn by each network's ``init`` from ``rng``
+        (numpy arrays: identical on every backend)."""
         c, parts = self.config, self.components
-        rng = np.random.default_rng(seed)
-        numpy_params = {
+        return {
             "encoder": parts.encoder.init(rng, c.input_dim, c.latent_dim),
             "decoder": parts.decoder.init(rng, c.latent_dim, c.output_dim),
             "metric": parts.metric.init(rng, c.input_dim, c.latent_dim),
         }
-        params = tree_map(self._array, numpy_params)
-        centroid_data = self._centroid_data(centroids, data, seed)
-        state = TrainState(params, self.optimizer.init(self.backend, params), None, centroid_data, int(seed))
-        return state if centroid_data is None else self.refresh_metric(state)
 
     def _centroid_data(self, centroids: Any, data: Any | None, seed: int) -> Array | None:
         if isinstance(centroids, str):
@@ -281,6 +298,7 @@ class RHVAE:
         unweighted (``weight=1``), which makes ``G⁻¹`` ``N/n_b`` times larger than in training.
         Otherwise 1.
         """
+        batch_size = validation.check_count("batch_size", batch_size)
         if x is None:
             if state.centroid_data is None:
                 raise ValueError("centroids='batch' has no fixed centroid data: pass x to refresh_metric")
@@ -336,7 +354,7 @@ class RHVAE:
                 finite = finite & B.xp.isfinite(B.xp.sum(g))
             new_params, new_opt_state = B.cond(finite, lambda: opt.update(B, grads, opt_state, params),
                                                lambda: (params, opt_state))
-            return new_params, new_opt_state, value, grads
+            return new_params, new_opt_state, value, grads, finite
 
         return step
 
@@ -347,18 +365,25 @@ class RHVAE:
 
     def step(self, state: TrainState, x: Any, x_out: Any | None = None, *,
              noise: Noise | None = None) -> tuple[TrainState, float]:
-        """One Adam step on the batch ``x``; returns the new state and the loss before the step."""
+        """One Adam step on the batch ``x``; returns the new state and the loss before the step.
+
+        A step whose loss or gradient is not finite leaves the parameters as they were (and
+        :meth:`fit` counts it in ``history["skipped_steps"]``).
+        """
         x_in, x_o = self._pair(x, x_out)
-        return self._train_step(state, x_in, x_o, self._noise(x_in.shape[0], noise, self._step_seed(state)))
+        new_state, value, _ = self._train_step(state, x_in, x_o,
+                                               self._noise(x_in.shape[0], noise, self._step_seed(state)))
+        return new_state, value
 
     def _step_seed(self, state: TrainState) -> tuple:
         return state.seed, _NOISE_STREAM, state.step
 
     def _train_step(self, state: TrainState, x_in: np.ndarray, x_out: np.ndarray, noise: Noise,
-                    parallel: DataParallel | None = None, n: int | None = None) -> tuple[TrainState, float]:
-        """One Adam step on checked rows; with ``parallel``, these are this process's share of a
-        global batch of ``n`` rows (and ``noise`` its rows of the global batch's noise). The
-        returned parameters are as ``parallel.replicate`` left them: ``parallel.local`` them
+                    parallel: DataParallel | None = None, n: int | None = None) -> tuple[TrainState, float, bool]:
+        """One Adam step on checked rows: ``(new state, loss before the step, whether the update was
+        skipped for a non-finite loss or gradient)``. With ``parallel``, the rows are this process's
+        share of a global batch of ``n`` rows (and ``noise`` its rows of the global batch's noise);
+        the returned parameters are as ``parallel.replicate`` left them: ``parallel.local`` them
         before working outside the step."""
         fn = self._compile("step" if parallel is None else "step:parallel", lambda: self._step_fn(parallel))
         centroid_x, *batch = self._batch_arrays(state, x_in, x_out, noise)
@@ -372,12 +397,12 @@ class RHVAE:
                 centroid_x = parallel.gather_rows(batch[0])
             elif centroid_x is not None:
                 centroid_x = parallel.replicate(centroid_x)
-        params, opt_state, value, _ = fn(params, opt_state, centroid_x, *batch, weight)
+        params, opt_state, value, _, finite = fn(params, opt_state, centroid_x, *batch, weight)
         batch_centroids = state.batch_centroids
         if state.centroid_data is None:  # "batch" mode: this step summed n (global) centroids
             batch_centroids = x_in.shape[0] if n is None else n
-        return state.replace(params=params, opt_state=opt_state, step=state.step + 1,
-                             batch_centroids=batch_centroids), float(value)
+        return (state.replace(params=params, opt_state=opt_state, step=state.step + 1,
+                              batch_centroids=batch_centroids), float(value), not bool(finite))
 
     def loss(self, state: TrainState, x: Any, x_out: Any | None = None, *,
              noise: Noise | None = None, seed: int = 0) -> float:
@@ -397,7 +422,7 @@ class RHVAE:
         x_in, x_o = self._pair(x, x_out)
         noise = self._noise(x_in.shape[0], noise, (seed, _EVAL_STREAM))
         fn = self._compile("step", self._step_fn)
-        *_, value, grads = fn(state.params, state.opt_state, *self._batch_arrays(state, x_in, x_o, noise))
+        _, _, value, grads, _ = fn(state.params, state.opt_state, *self._batch_arrays(state, x_in, x_o, noise))
         return float(value), tree_map(self.backend.to_numpy, grads)
 
     def fit(self, state: TrainState, x: Any, *, epochs: int = 1, batch_size: int = 100,
@@ -433,7 +458,7 @@ class RHVAE:
         B = self.backend
         fn = self._compile(f"hmc:{eps!r}:{n_lf}:{beta0!r}", lambda: lambda m, z, p, lu: sampler_math.hmc_transition(
             B, sampler_math.VolumeTarget(m, spec), z, p, lu, eps, n_lf, beta0))
-        rng = np.random.default_rng((seed, _SAMPLE_STREAM))
+        rng = np.random.default_rng((validation.check_seed("seed", seed), _SAMPLE_STREAM))
         centroids = B.to_numpy(metric.centroids)
         z = self._array(centroids[rng.integers(centroids.shape[0], size=n)])
         accepted = 0.0
@@ -448,7 +473,8 @@ class RHVAE:
     def sample_prior(self, state: TrainState, n: int, *, seed: int = 0) -> Samples:
         """``n`` decoded draws ``z ~ N(0, I)``: the plain VAE generator, for comparison."""
         n = validation.check_count("n", n)
-        z = np.random.default_rng((seed, _SAMPLE_STREAM)).standard_normal((n, self.config.latent_dim))
+        rng = np.random.default_rng((validation.check_seed("seed", seed), _SAMPLE_STREAM))
+        z = rng.standard_normal((n, self.config.latent_dim))
         return Samples(self.decode(state, z), z, float("nan"))
 
     def geodesic(self, state: TrainState, z0: Any, z1: Any, *, n_segments: int = 32, iterations: int = 500,
@@ -463,8 +489,7 @@ class RHVAE:
         n_segments = validation.check_count("n_segments", n_segments)
         iterations = validation.check_count("iterations", iterations, minimum=0)
         learning_rate = validation.check_positive("learning_rate", learning_rate)
-        ends = self._latent(np.stack([np.asarray(z0, dtype=float).reshape(-1), np.asarray(z1, dtype=float).reshape(-1)]),
-                            "z0, z1")
+        ends = self._latent(np.stack([self._endpoint(z0, "z0"), self._endpoint(z1, "z1")]), "z0, z1")
         metric, spec, B = self._metric(state), self.metric_spec, self.backend
         opt = Adam(lr=learning_rate)  # the same Adam as training, on the path's interior points
 
@@ -493,9 +518,16 @@ class RHVAE:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save(self, state: TrainState, path: str | os.PathLike, metadata: dict | None = None) -> tuple[Path, Path]:
-        """Write ``PATH.npz`` (arrays) and ``PATH.json`` (config, components, versions, ``metadata``) atomically."""
+    def save(self, state: TrainState, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+        """Write the single file ``PATH.npz`` atomically: every array, its hash, the configuration,
+        the components, versions and ``metadata`` (:mod:`rhvae.checkpoint`); returns its path."""
         return checkpoint.save(self, state, path, metadata)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, *, backend: str | None = None, device: str = "cpu",
+                        compile: bool | None = None) -> tuple[RHVAE, TrainState]:
+        """``(model, state)`` rebuilt from the checkpoint file alone (:func:`rhvae.checkpoint.load_model`)."""
+        return checkpoint.load_model(path, backend=backend, device=device, compile=compile)
 
     def load(self, path: str | os.PathLike, *, check_version: bool = True) -> TrainState:
         """The state saved at ``path`` (by either backend), checked against this model's config
@@ -523,6 +555,7 @@ class RHVAE:
              seed: int = 0, batch_size: int = 500) -> float:
         """The held-out ELBO ``mean_b(log p̄ - log q̄)`` under the frozen metric, ``batch_size`` rows
         at a time: ``x`` may be any source :class:`rhvae.data.Rows` reads (a memory-mapped ``.npy``)."""
+        batch_size = validation.check_count("batch_size", batch_size)
         rows_in, rows_out = self._pair_rows(x, x_out)
         n, d = len(rows_in), self.config.latent_dim
         noise = self._noise(n, noise, ()) if noise is not None else None
@@ -552,7 +585,7 @@ class RHVAE:
         x_in, x_o = self._pair(x, x_out)
         n_samples = validation.check_count("n_samples", n_samples)
         rows = max(1, validation.check_count("batch_size", batch_size) // n_samples)
-        rng = np.random.default_rng((seed, _NLL_STREAM))
+        rng = np.random.default_rng((validation.check_seed("seed", seed), _NLL_STREAM))
         d = self.config.latent_dim
         out = []
         chunks = _padded_chunks(x_in.shape[0], rows)
@@ -672,6 +705,8 @@ class RHVAE:
 def _noise_streams(seed: int | tuple) -> tuple[np.random.Generator, np.random.Generator]:
     """Independent generators for ``eps`` and ``xi``: drawing rows in blocks gives the same rows."""
     seed = seed if isinstance(seed, tuple) else (seed,)
+    if seed:
+        seed = (validation.check_seed("seed", seed[0]), *seed[1:])
     return np.random.default_rng((*seed, 0)), np.random.default_rng((*seed, 1))
 
 

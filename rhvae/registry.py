@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
 import os
+import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +53,27 @@ LOCAL = "<local>"
 """Plugin and distribution of components added outside any plugin's hook."""
 
 Factory = Callable[..., Any]
+
+
+_RECIPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _remember(obj: Any, kind: str, name: str, kwargs: dict) -> None:
+    """Record ``(kind, name, kwargs)`` for ``obj`` when the keyword arguments are plain JSON."""
+    try:
+        plain = json.loads(json.dumps(kwargs))
+        _RECIPES[obj] = {"kind": kind, "name": name, "kwargs": plain}
+    except (TypeError, ValueError):  # not JSON-able arguments, or an object without weak references
+        pass
+
+
+def recipe(obj: Any) -> dict | None:
+    """``{"kind", "name", "kwargs"}`` that :meth:`Registry.create` made ``obj`` from (``kwargs`` as
+    JSON: tuples became lists), or ``None`` for an object built any other way."""
+    try:
+        return _RECIPES.get(obj)
+    except TypeError:
+        return None
 
 
 def _source(distribution: str, version: str) -> str:
@@ -141,12 +165,14 @@ class Registry:
         self._specs: dict[tuple[str, str], ComponentSpec] = {}
         self._plugins: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
         self._current: tuple[str, str, str] = (LOCAL, LOCAL, "")  # who is registering now
+        self.broken: dict[str, PluginLoadError] = {}
+        """Plugins skipped because they failed to load (``strict=False``): name -> the error."""
 
     @classmethod
-    def from_entry_points(cls, group: str = ENTRY_POINT_GROUP) -> Registry:
+    def from_entry_points(cls, group: str = ENTRY_POINT_GROUP, *, strict: bool = True) -> Registry:
         """A registry holding every plugin of the entry-point ``group`` (see :func:`load_entry_points`)."""
         registry = cls()
-        load_entry_points(registry, group)
+        load_entry_points(registry, group, strict=strict)
         return registry
 
     # -- components ---------------------------------------------------------------------------
@@ -197,8 +223,13 @@ class Registry:
         return spec.load()
 
     def create(self, kind: str, name: str, backend: str | None = None, **kwargs: Any) -> Any:
-        """``factory(**kwargs)`` for ``(kind, name)``, validated against the Protocol of ``kind``."""
-        return self.validate(kind, self.resolve(kind, name, backend)(**kwargs))
+        """``factory(**kwargs)`` for ``(kind, name)``, validated against the Protocol of ``kind``.
+
+        The object remembers how it was made (:func:`recipe`), so a checkpoint can rebuild it.
+        """
+        obj = self.validate(kind, self.resolve(kind, name, backend)(**kwargs))
+        _remember(obj, kind, name, kwargs)
+        return obj
 
     def validate(self, kind: str, obj: Any) -> Any:
         """``obj`` itself if it has every member of the Protocol of ``kind``, else ``ProtocolError``."""
@@ -327,26 +358,35 @@ class Registry:
     def _unknown_message(self, kind: str, name: str) -> str:
         names = self.names(kind)
         if not names:
-            return f"unknown {kind} {name!r}; no {kind} is registered"
+            broken = "; plugins that failed to load: " + "; ".join(str(e) for e in self.broken.values()) \
+                if self.broken else ""
+            return f"unknown {kind} {name!r}; no {kind} is registered{broken}"
         close = difflib.get_close_matches(str(name), names, n=3)
         hint = ". "
         if close:
             options = " or ".join(f"{c!r} (from {self._specs[(kind, c)].source})" for c in close)
             hint = f"; did you mean {options}? "
-        return f"unknown {kind} {name!r}{hint}Available: {', '.join(names)}"
+        message = f"unknown {kind} {name!r}{hint}Available: {', '.join(names)}"
+        if self.broken:
+            message += "; plugins that failed to load: " + "; ".join(str(e) for e in self.broken.values())
+        return message
 
 
 def _normalize(distribution: str) -> str:
     return distribution.replace("_", "-").replace(".", "-").lower()
 
 
-def load_entry_points(registry: Registry, group: str = ENTRY_POINT_GROUP) -> None:
+def load_entry_points(registry: Registry, group: str = ENTRY_POINT_GROUP, *, strict: bool = True) -> None:
     """Register every plugin of the entry-point ``group`` in ``registry`` and run its hook.
 
     Replaces ``PluginManager.load_setuptools_entrypoints``, which silently skips a second entry
     point of the same name: here a duplicate raises ``DuplicatePluginError`` naming both
     distributions, before anything is imported. Honours ``RHVAE_BLOCK_PLUGINS`` and
-    ``RHVAE_DISABLE_PLUGIN_AUTOLOAD``; an import failure raises ``PluginLoadError`` chained to it.
+    ``RHVAE_DISABLE_PLUGIN_AUTOLOAD``. A plugin that fails to import or in its hook raises
+    ``PluginLoadError`` chained to the cause; with ``strict=False`` (what :func:`get_registry`
+    does) a failing plugin of another distribution than rhvae is instead skipped with a
+    ``RuntimeWarning`` and kept in ``registry.broken``, so one broken package does not take the
+    others down.
     """
     for name in os.environ.get(BLOCK_PLUGINS_ENV, "").split(","):
         if name.strip():
@@ -367,13 +407,19 @@ def load_entry_points(registry: Registry, group: str = ENTRY_POINT_GROUP) -> Non
         selected[ep.name] = (ep, distribution, version)
     for ep, distribution, version in selected.values():
         try:
-            plugin = ep.load()
-        except Exception as exc:
-            raise PluginLoadError(
-                f"plugin {ep.name!r} from {_source(distribution, version)} failed to import: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        registry.register_plugin(plugin, ep.name, distribution=distribution, version=version)
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise PluginLoadError(
+                    f"plugin {ep.name!r} from {_source(distribution, version)} failed to import: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            registry.register_plugin(plugin, ep.name, distribution=distribution, version=version)
+        except PluginLoadError as exc:
+            if strict or _normalize(distribution) == OWN_DISTRIBUTION:
+                raise
+            registry.broken[ep.name] = exc
+            warnings.warn(f"{exc} (skipped; rhvae works without it)", RuntimeWarning, stacklevel=2)
 
 
 _default: Registry | None = None
@@ -383,7 +429,7 @@ def get_registry() -> Registry:
     """The process-wide registry; loads the ``rhvae`` entry points on the first call only."""
     global _default
     if _default is None:
-        _default = Registry.from_entry_points()
+        _default = Registry.from_entry_points(strict=False)
     return _default
 
 

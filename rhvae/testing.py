@@ -27,6 +27,7 @@ import numpy as np
 from rhvae.errors import PluginLoadError, ProtocolError, UnknownComponentError
 from rhvae.interfaces import Array, Backend, Likelihood
 from rhvae.registry import Registry, get_registry
+from rhvae.tree import flatten
 
 __all__ = ["CHECKED_KINDS", "GRAD_RTOL", "PARITY_RTOL", "assert_close_normwise", "check_component", "normwise_error"]
 
@@ -300,6 +301,28 @@ def _run_checked(B: Backend, case: _Case, obj: Any, arrays: dict[str, Any], dtyp
     return outputs
 
 
+_DIFFERENTIATED = ("prior", "encoder", "decoder", "metric")
+"""Kinds whose outputs must also have finite gradients with respect to every array input."""
+
+
+def _check_gradients(B: Backend, case: _Case, obj: Any, arrays: dict[str, Any], where: str) -> None:
+    """``∂ Σ output / ∂ input`` finite for every output and every array input (parameters included):
+    a finite output with a non-finite gradient (``sqrt`` at 0, ``where`` of an overflow) would
+    otherwise pass every value check and then skip or poison training steps."""
+    static = {k: v for k, v in arrays.items() if not isinstance(v, dict) and not hasattr(v, "shape")}
+    dynamic = {k: v for k, v in arrays.items() if k not in static}
+    for name in case.shapes(obj):
+        try:
+            grads = B.grad(lambda a: B.xp.sum(case.run(B, obj, {**a, **static})[name]))(dynamic)
+        except Exception as exc:
+            raise AssertionError(f"{where}: differentiating Σ {name} raised {type(exc).__name__}: {exc}") from exc
+        for path, leaf in flatten(grads):
+            value = B.to_numpy(leaf)
+            if not np.all(np.isfinite(value)):
+                raise AssertionError(f"{where}: {name} is finite but its gradient with respect to {path} is not "
+                                     f"({int(np.size(value) - np.isfinite(value).sum())} non-finite entries)")
+
+
 def check_component(kind: str, obj: Any, *, backends: Sequence[str | Backend] = ("torch", "jax"),
                     dtype: str = "float64", seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """Check a component's behaviour on every backend; returns ``{backend: {output: numpy array}}``.
@@ -312,7 +335,8 @@ def check_component(kind: str, obj: Any, *, backends: Sequence[str | Backend] = 
     ``z (5, 3)``, parameters from ``obj.init``. On each backend (a name created through
     :func:`rhvae.get_registry`, or a ``Backend`` object, e.g. on a GPU) it checks
 
-    - each output's shape, its ``dtype`` and that it is finite;
+    - each output's shape, its ``dtype`` and that it is finite, and (networks and priors) that its
+      gradient with respect to every array input, parameters included, is finite;
     - that ``B.jit`` of the same call agrees with the eager one (normwise, :data:`PARITY_RTOL`;
       :data:`GRAD_RTOL` for gradients, :data:`APPROX_GRAD_RTOL` for a ∇H method's outputs);
     - a prior's ``grad_log_prob`` against ``B.grad`` of ``Σ log_prob`` (:data:`GRAD_RTOL`); a
@@ -351,6 +375,8 @@ def check_component(kind: str, obj: Any, *, backends: Sequence[str | Backend] = 
         where = f"{label} on {B.name}"
         arrays = _to_backend(B, inputs, dtype)
         eager = _run_checked(B, case, obj, arrays, dtype, where, jit=False)
+        if kind in _DIFFERENTIATED:
+            _check_gradients(B, case, obj, arrays, where)
         jitted = _run_checked(B, case, obj, arrays, dtype, where, jit=True)
         for name, value in eager.items():
             assert_close_normwise(jitted[name], value, case.parity_rtol(name, dtype),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,8 +40,11 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
     process shows progress.
 
     Returns the new state and ``history = {"loss": per step, "epoch_loss", "epoch_seconds",
-    "val_elbo"}``. A non-finite loss raises :class:`TrainingDivergedError`, naming the epoch and
-    step and carrying the last state whose loss was finite.
+    "val_elbo", "skipped_steps"}``. A step with a finite loss but a non-finite gradient is not
+    applied; its step number goes to ``skipped_steps`` and ``fit`` warns. A non-finite loss raises
+    :class:`TrainingDivergedError`, naming the epoch and step and carrying the last state whose
+    loss was finite (the parameters before the failing step's predecessor moved them: its loss,
+    ``history["loss"][-1]``, was measured finite).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}")
@@ -55,7 +59,8 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
     progress = progress and (parallel is None or parallel.is_main)
     n = len(rows_in)
     n_batches = math.ceil(n / batch_size)
-    history: dict[str, list] = {"loss": [], "epoch_loss": [], "epoch_seconds": [], "val_elbo": []}
+    history: dict[str, list] = {"loss": [], "epoch_loss": [], "epoch_seconds": [], "val_elbo": [], "skipped_steps": []}
+    last_finite = state
     for _ in range(epochs):
         epoch = state.epoch
         order = np.random.default_rng((state.seed, _SHUFFLE_STREAM, epoch)).permutation(n)
@@ -73,12 +78,15 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
                 share = parallel.local_rows(idx.size)
             rows = idx[share]
             x_batch = rows_in.read(rows)
-            new_state, value = model._train_step(state, x_batch, rows_out.read_as_target(rows, x_batch, rows_in),
-                                                 Noise(noise.eps[share], noise.xi[share]), parallel, idx.size)
+            new_state, value, skipped = model._train_step(
+                state, x_batch, rows_out.read_as_target(rows, x_batch, rows_in),
+                Noise(noise.eps[share], noise.xi[share]), parallel, idx.size)
             if not math.isfinite(value):
                 history["loss"].extend(losses)
-                raise TrainingDivergedError(epoch, state.step, value, _local(state, parallel), history)
-            state = new_state
+                raise TrainingDivergedError(epoch, state.step, value, _local(last_finite, parallel), history)
+            if skipped:  # a finite loss with a non-finite gradient: the update was not applied
+                history["skipped_steps"].append(state.step)
+            last_finite, state = state, new_state
             losses.append(value)
             bar.set_postfix(loss=f"{value:.3f}")
         bar.close()
@@ -95,6 +103,10 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
             if val is not None:
                 msg += f", held-out ELBO {history['val_elbo'][-1]:.3f}"
             tqdm.write(msg + f" ({history['epoch_seconds'][-1]:.1f} s)")
+    if history["skipped_steps"]:
+        warnings.warn(f"{len(history['skipped_steps'])} step(s) had a finite loss but a non-finite gradient and "
+                      f"were skipped (steps {history['skipped_steps'][:10]}); history['skipped_steps'] lists them",
+                      RuntimeWarning, stacklevel=3)
     return state, history
 
 

@@ -77,3 +77,8 @@ def check_count(name: str, value: Any, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value}")
     return value
+
+
+def check_seed(name: str, value: Any) -> int:
+    """``value`` as an int ``>= 0``, what ``numpy.random.default_rng`` takes; naming ``name`` otherwise."""
+    return check_count(name, value, minimum=0)

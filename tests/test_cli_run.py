@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import rhvae.cli as cli
+from rhvae.checkpoint import META_MEMBER, read_metadata
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +21,14 @@ def run_dir(tmp_path_factory):
     return out
 
 
-def test_train_writes_metrics_checkpoint_and_figures(run_dir):
+def test_train_writes_metrics_checkpoints_and_figures(run_dir):
     history = json.loads((run_dir / "metrics.json").read_text())
     assert len(history["val_elbo"]) == 2 and np.isfinite(history["loss"]).all()
-    meta = json.loads((run_dir / "checkpoint.json").read_text())
-    assert meta["metadata"]["args"]["backend"] == "jax"
+    meta = read_metadata(run_dir / "last.npz")
+    assert meta["metadata"]["args"]["backend"] == "jax" and meta["epoch"] == 2
+    assert meta["metadata"]["history"] == history  # the history travels with the state, atomically
+    best = read_metadata(run_dir / "best.npz")
+    assert best["epoch"] == 1 + int(np.argmax(history["val_elbo"]))
     for name in ("loss.png", "latent_space.png", "samples.png", "reconstructions.png", "geodesics.png"):
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
@@ -49,7 +53,7 @@ def test_sample_writes_samples_and_reports_acceptance(run_dir, tmp_path, capsys)
 
 def test_a_missing_run_is_a_one_line_error(tmp_path, capsys):
     assert cli.main(["evaluate", "--run", str(tmp_path / "none")]) == 2
-    assert capsys.readouterr().err.startswith("rhvae: error: checkpoint file")
+    assert capsys.readouterr().err.startswith(f"rhvae: error: run folder {tmp_path / 'none'} does not exist")
 
 
 def test_bench_reports_each_backends_throughput(capsys):
@@ -76,11 +80,15 @@ def test_jax_process_flags_go_together_with_jax_distributed(capsys):
 
 def test_a_run_written_by_rhvae_0_1_reloads_with_its_own_numerics(run_dir, tmp_path, capsys):
     """0.1 wrote no M_max / guard / reweighting fields, no batch size, and one --hidden width."""
-    import shutil
+    import zipfile
 
     old = tmp_path / "old_run"
-    shutil.copytree(run_dir, old)
-    meta = json.loads((old / "checkpoint.json").read_text())
+    old.mkdir()
+    with zipfile.ZipFile(run_dir / "last.npz") as archive:  # 0.1's format: arrays and a JSON beside them
+        meta = json.loads(archive.read(META_MEMBER))
+        np.savez(old / "checkpoint.npz", **{n[:-4]: np.lib.format.read_array(archive.open(n))
+                                           for n in archive.namelist() if n.endswith(".npy")})
+    meta["format_version"] = 1
     for field in ("M_max", "guard_fixed_point", "reweight_frozen_metric"):
         del meta["config"][field]
     del meta["batch_centroids"]

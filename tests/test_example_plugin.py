@@ -131,6 +131,20 @@ def test_check_component_reports_a_wrong_gradient():
         check_component("prior", _WrongGradientPrior())
 
 
+class _KinkedPrior:
+    """A finite ``log_prob`` whose gradient is NaN: ``sqrt`` at 0 times 0."""
+
+    def log_prob(self, B, z):
+        return -0.5 * B.xp.sum(z * z, axis=-1) + 0.0 * B.xp.sum(B.xp.sqrt(z - z), axis=-1)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_check_component_reports_a_finite_output_with_a_non_finite_gradient(backend):
+    with pytest.raises(AssertionError, match=rf"on {backend}: log_prob is finite but its gradient with respect to z "
+                                             r"is not \(15 non-finite entries\)"):
+        check_component("prior", _KinkedPrior(), backends=(backend,), dtype="float32")
+
+
 def test_check_component_reports_a_bad_schedule():
     with pytest.raises(AssertionError, match=r"tempering .* expected beta0 = 0.3"):
         check_component("tempering", lambda K, beta0: np.linspace(1.0, 0.5, K + 1))

@@ -48,7 +48,7 @@ def test_in_a_curved_metric_the_geodesic_avoids_the_expensive_region(rng):
 def test_geodesic_checks_its_arguments():
     model = small_model("torch", latent_dim=2)
     state = model.refresh_metric(model.init(seed=0), np.random.default_rng(0).uniform(size=(5, 10)))
-    with pytest.raises(ValueError, match="dimensions"):
+    with pytest.raises(ValueError, match=r"z0 must be a latent point of shape \(2,\); got shape \(3,\)"):
         model.geodesic(state, [0.0, 0.0, 1.0], [1.0, 1.0, 0.0])
     with pytest.raises(ValueError, match="n_segments must be >= 1"):
         model.geodesic(state, [0.0, 0.0], [1.0, 1.0], n_segments=0)

@@ -101,14 +101,61 @@ class _NaNPrior:
         return B.xp.sum(z, axis=-1) * float("nan")
 
 
+def test_a_component_with_non_finite_output_is_refused_when_the_model_is_built():
+    with pytest.raises(rhvae.ComponentError, match=r"prior _NaNPrior \(an object passed to RHVAE\) returned "
+                                                  r"non-finite values in log_prob"):
+        small_model("torch", position_prior=_NaNPrior())
+
+
+class _SwitchPrior:
+    """A standard normal prior that turns NaN after ``nan_after`` calls (eager torch calls it each time)."""
+
+    def __init__(self) -> None:
+        self.calls, self.nan_after = 0, None
+
+    def log_prob(self, B, z):
+        self.calls += 1
+        broken = self.nan_after is not None and self.calls > self.nan_after
+        return -0.5 * B.xp.sum(z * z, axis=-1) * (float("nan") if broken else 1.0)
+
+
 def test_a_nan_loss_stops_fit_naming_epoch_and_step_and_keeps_the_last_finite_state():
-    model = small_model("torch", position_prior=_NaNPrior())
-    x = np.random.default_rng(1).uniform(size=(20, 10))
+    prior = _SwitchPrior()
+    model = small_model("torch", position_prior=prior)
+    x = np.random.default_rng(1).uniform(size=(50, 10))
     state = model.init(seed=0)
+    prior.calls, prior.nan_after = 0, 0
     with pytest.raises(TrainingDivergedError, match="epoch 1, step 0") as info:
         model.fit(state, x, epochs=2, batch_size=10, progress=False)
-    assert info.value.state is state
-    assert info.value.history["loss"] == []
+    assert info.value.state is state and info.value.history["loss"] == []  # no finite state but the start
+
+    prior.calls, prior.nan_after = 0, None
+    model.step(state, x[:10])
+    per_step, prior.calls, prior.nan_after = prior.calls, 0, 3 * prior.calls  # NaN from the 4th step on
+    with pytest.raises(TrainingDivergedError, match="epoch 1, step 3") as info:
+        model.fit(state, x, epochs=1, batch_size=10, progress=False)
+    last, history = info.value.state, info.value.history
+    assert last.step == 2 and len(history["loss"]) == 3 and per_step > 0
+    # the state handed back is the one whose loss was measured finite: re-measure it
+    prior.nan_after = None
+    order = np.random.default_rng((0, 2, 0)).permutation(50)
+    _, loss = model.step(last, x[order[20:30]], noise=model._noise(10, None, model._step_seed(last)))
+    assert np.isfinite(loss) and loss == pytest.approx(history["loss"][-1], rel=1e-12)
+
+
+def test_steps_with_a_non_finite_gradient_are_counted_and_reported(monkeypatch):
+    model = small_model("torch")
+    x = np.random.default_rng(1).uniform(size=(30, 10))
+    train_step = model._train_step
+
+    def second_step_skipped(state, *args, **kwargs):
+        new_state, value, skipped = train_step(state, *args, **kwargs)
+        return (state.replace(step=state.step + 1), value, True) if state.step == 1 else (new_state, value, skipped)
+
+    monkeypatch.setattr(model, "_train_step", second_step_skipped)
+    with pytest.warns(RuntimeWarning, match=r"1 step\(s\) had a finite loss but a non-finite gradient"):
+        _, history = model.fit(model.init(seed=0), x, epochs=1, batch_size=10, progress=False)
+    assert history["skipped_steps"] == [1]
 
 
 def test_the_same_seed_gives_the_same_run_and_another_seed_does_not():

@@ -253,3 +253,18 @@ def test_cli_rhvae_errors_give_one_line_and_exit_code_2(make_dist, monkeypatch, 
 def test_cli_version(capsys):
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"rhvae {cli.rhvae.__version__}"
+
+
+def test_a_broken_third_party_plugin_is_named_and_skipped_by_the_default_registry(make_dist, monkeypatch, capsys):
+    prior_dist(make_dist, "good-dist", "1.0", "good", "good_mod", "good_prior")
+    make_dist("broken-dist", "0.3", {"broken": "broken_mod2"}, {"broken_mod2": "raise ImportError('no gpu lib')"})
+    with pytest.warns(RuntimeWarning, match="plugin 'broken' from broken-dist 0.3 failed to import"):
+        registry = Registry.from_entry_points(GROUP, strict=False)
+    assert registry.names("prior") == ["good_prior"] and list(registry.broken) == ["broken"]
+    with pytest.raises(Exception, match="plugins that failed to load: plugin 'broken'"):
+        registry.create("prior", "student_t")
+    monkeypatch.setattr(cli, "get_registry", lambda: registry)
+    assert cli.main(["plugins"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "good (from good-dist 1.0)"
+    assert out[-1].startswith("broken (BROKEN, not loaded): plugin 'broken' from broken-dist 0.3 failed to import")

@@ -347,7 +347,7 @@ def test_blocked_plugin_is_refused_and_removed(registry):
 def test_get_registry_loads_once_and_reset_drops_it(monkeypatch):
     built = []
 
-    def fake_from_entry_points(cls, group=registry_module.ENTRY_POINT_GROUP):
+    def fake_from_entry_points(cls, group=registry_module.ENTRY_POINT_GROUP, strict=True):
         built.append(group)
         return cls()
 

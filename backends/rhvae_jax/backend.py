@@ -91,6 +91,11 @@ class JaxBackend:
     def stop_gradient(self, x: jax.Array) -> jax.Array:
         return jax.lax.stop_gradient(x)
 
+    def eval_shape(self, f: Callable, *args: Any) -> Any:
+        """The shapes and dtypes ``f(*args)`` would have, by tracing alone (no computation, no
+        compilation): the model's build-time probe of its components."""
+        return jax.eval_shape(f, *args)
+
     def remat(self, f: Callable) -> Callable:
         """``f`` recomputed in the backward pass instead of storing its intermediates."""
         return jax.checkpoint(f)

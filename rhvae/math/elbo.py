@@ -23,7 +23,7 @@ from rhvae.interfaces import Array, Backend, Decoder, Encoder, GradH, LogPrior, 
 from rhvae.math import aetk
 from rhvae.math.hamiltonian import Hamiltonian
 from rhvae.math.leapfrog import prepare, tempered_trajectory
-from rhvae.math.metric import (LocalMetric, bounded_factor, MetricSpec, MetricState, lower_triangular, metric_state, momentum_log_prob,
+from rhvae.math.metric import (LocalMetric, bounded_factor, MetricSpec, MetricState, metric_state, momentum_log_prob,
                                sample_momentum)
 
 

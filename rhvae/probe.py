@@ -1,0 +1,124 @@
+"""Components checked where they enter: one tiny probe batch through every component when a model
+is built, so a wrong shape, dtype or a non-finite value is named at once (with the plugin that
+registered the component) instead of surfacing deep inside torch or jax, or never: a prior
+returning ``(B, d)`` where ``(B,)`` is due would otherwise broadcast into a ``(B, B)`` loss.
+
+The probe batch has ``n`` rows with ``n`` unlike every other dimension of the model, so a
+confusion of axes cannot pass by coincidence. A backend with an ``eval_shape(f, *args)`` method
+(JAX) checks shapes and dtypes by tracing alone, which costs no compilation; finiteness is then
+left to the first training step (a non-finite loss stops ``fit`` with the last finite state).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from rhvae.errors import ComponentError
+from rhvae.math.hamiltonian import Hamiltonian
+from rhvae.math.metric import lower_triangular, metric_state
+from rhvae.registry import Registry, recipe
+
+if TYPE_CHECKING:
+    from rhvae.model import RHVAE
+
+
+class _Expected(NamedTuple):
+    kind: str
+    what: str
+    shape: tuple[int, ...]
+
+
+def _label(kind: str, obj: Any, registry: Registry) -> str:
+    made = recipe(obj)
+    if made is None:
+        return f"{kind} {type(obj).__name__} (an object passed to RHVAE)"
+    try:
+        spec = registry.get(kind, made["name"])
+    except Exception:  # the recipe names a component of another registry: the name is still useful
+        return f"{kind} {made['name']!r}"
+    return f"{kind} {made['name']!r} (plugin {spec.plugin!r} from {spec.source})"
+
+
+def probe_rows(config) -> int:
+    """The probe batch size: the smallest ``n >= 3`` equal to no dimension of the model."""
+    d = config.latent_dim
+    taken = {config.input_dim, config.output_dim, d, d * (d - 1) // 2, d * (d + 1) // 2}
+    return next(n for n in range(3, 3 + len(taken) + 1) if n not in taken)
+
+
+def probe(model: RHVAE, registry: Registry) -> None:
+    """Run every component of ``model`` once on a probe batch; raise :class:`ComponentError` naming
+    the component, its plugin, the output and what was expected."""
+    B, c, parts = model.backend, model.config, model.components
+    n, d = probe_rows(c), c.latent_dim
+    label = {kind: _label(kind, getattr(parts, kind), registry) for kind in parts._fields}
+    rng = np.random.default_rng(0)
+    params = {}
+    for kind, p in model.init_params(np.random.default_rng(0)).items():
+        if not isinstance(p, dict) or not all(isinstance(v, np.ndarray) for v in p.values()):
+            raise ComponentError(f"{label[kind]}: init returned {type(p).__name__}; expected a dict of numpy arrays")
+        bad = sorted(k for k, v in p.items() if not np.isfinite(v).all())
+        if bad:
+            raise ComponentError(f"{label[kind]}: init drew non-finite parameters {bad}")
+        params[kind] = {k: model._array(v) for k, v in p.items()}
+    arrays = [model._array(a) for a in (rng.uniform(0.05, 0.95, size=(n, c.input_dim)),
+                                        rng.uniform(0.05, 0.95, size=(n, c.output_dim)),
+                                        rng.uniform(-1.0, 1.0, size=(n, d)), rng.standard_normal((n, d)))]
+    expected: dict[str, _Expected] = {}
+
+    def pair(kind: str, out: Any, names: tuple[str, str]) -> tuple:
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise ComponentError(f"{label[kind]} returned {type(out).__name__}; expected a pair ({', '.join(names)})")
+        return tuple(out)
+
+    def run(params, x, x_out, z, rho) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+
+        def put(kind: str, what: str, value: Any, shape: tuple[int, ...]) -> Any:
+            if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+                raise ComponentError(f"{label[kind]} returned {what} of type {type(value).__name__}; expected a "
+                                     f"{B.name} array of shape {shape}")
+            key = f"{kind}:{what}"
+            expected[key], out[key] = _Expected(kind, what, shape), value
+            return value
+
+        mu, log_sigma = pair("encoder", parts.encoder(B, params["encoder"], x), ("mu", "log_sigma"))
+        put("encoder", "mu", mu, (n, d))
+        put("encoder", "log_sigma", log_sigma, (n, d))
+        diag, lower = pair("metric", parts.metric(B, params["metric"], x), ("diag", "lower"))
+        put("metric", "diag", diag, (n, d))
+        put("metric", "lower", lower, (n, d * (d - 1) // 2))
+        outputs = parts.decoder(B, params["decoder"], z)
+        likelihood = parts.decoder.likelihood
+        if not isinstance(outputs, (tuple, list)) or len(outputs) != likelihood.n_outputs:
+            raise ComponentError(f"{label['decoder']} returned {type(outputs).__name__}; expected a tuple of "
+                                 f"{likelihood.n_outputs} array(s) for its likelihood {likelihood!r}")
+        for i, value in enumerate(outputs):
+            put("decoder", f"output {i}", value, (n, c.output_dim))
+        put("decoder", f"the log_prob of its likelihood {likelihood!r}", likelihood.log_prob(B, x_out, tuple(outputs)),
+            (n,))
+        put("prior", "log_prob", parts.prior.log_prob(B, z), (n,))
+        if hasattr(parts.prior, "grad_log_prob"):
+            put("prior", "grad_log_prob", parts.prior.grad_log_prob(B, z), (n, d))
+        if c.integrator == "implicit" and all(tuple(out[k].shape) == expected[k].shape for k in out):
+            H = Hamiltonian(B, x_out, parts.decoder, params["decoder"], parts.prior,
+                            metric_state(B, mu, lower_triangular(B, diag, lower)), model.metric_spec)
+            put("grad_h", "grad_z", parts.grad_h.grad_z(B, H, z, rho), (n, d))
+            put("grad_h", "grad_rho", parts.grad_h.grad_rho(B, H, z, rho), (n, d))
+        return out
+
+    abstract = getattr(B, "eval_shape", None)
+    results = abstract(run, params, *arrays) if abstract is not None else run(params, *arrays)
+    for key, value in results.items():
+        kind, what, shape = expected[key]
+        if tuple(value.shape) != shape:
+            raise ComponentError(f"{label[kind]} returned {what} of shape {tuple(value.shape)}; expected {shape} "
+                                 f"(a probe batch of {n} rows; latent_dim {d}, input_dim {c.input_dim})")
+        dtype = str(value.dtype).removeprefix("torch.")
+        if dtype != c.dtype:
+            raise ComponentError(f"{label[kind]} returned {what} of dtype {dtype}; the model computes in {c.dtype}")
+        if abstract is None and not np.isfinite(B.to_numpy(value)).all():
+            raise ComponentError(f"{label[kind]} returned non-finite values in {what} on a probe batch "
+                                 f"(inputs in [0.05, 0.95], latent points in [-1, 1], fresh parameters)")

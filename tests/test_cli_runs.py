@@ -1,0 +1,118 @@
+"""``rhvae train`` never loses work: new runs never replace old ones, the output folder is checked
+before training, a run resumes to the same numbers, and divergence or Ctrl-C keep what was done."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import rhvae
+import rhvae.cli as cli
+from rhvae.checkpoint import read_metadata
+
+TINY = ["--data", "digits", "--latent-dim", "2", "--hidden", "8", "--metric-hidden", "8", "--n-test", "300",
+        "--backend", "torch", "--no-figures"]
+
+
+def _train(*extra: str) -> int:
+    return cli.main(["train", *TINY, *extra])
+
+
+def _same_arrays(a, b) -> bool:
+    with np.load(a) as x, np.load(b) as y:
+        keys = [k for k in x.files if k != "rhvae.json"]
+        return keys == [k for k in y.files if k != "rhvae.json"] and all(np.array_equal(x[k], y[k]) for k in keys)
+
+
+def test_runs_get_new_numbered_folders_and_latest_follows(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _train("--epochs", "1") == 0
+    assert _train("--epochs", "1", "--seed", "1") == 0
+    runs = tmp_path / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["latest", "run-001", "run-002"]
+    assert (runs / "latest").resolve() == (runs / "run-002").resolve()
+    assert read_metadata(runs / "run-001" / "last.npz")["seed"] == 0  # the first run is intact
+
+
+def test_an_existing_run_is_refused_before_training_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    (out / "latent_space.png").write_bytes(b"stale")
+    (out / "notes.txt").write_text("mine")
+    assert _train("--epochs", "1", "--out", str(out)) == 2
+    captured = capsys.readouterr()
+    assert "already holds a run" in captured.err and "--overwrite" in captured.err
+    assert "epoch" not in captured.out  # refused before any training
+    assert _train("--epochs", "1", "--out", str(out), "--overwrite") == 0
+    assert not (out / "latent_space.png").exists()  # not drawn this time (--no-figures): the stale one is gone
+    assert (out / "notes.txt").read_text() == "mine" and (out / "last.npz").is_file()
+
+
+def test_an_unwritable_out_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert _train("--epochs", "1", "--out", str(blocker / "run")) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"rhvae: error: --out {blocker / 'run'}") and "epoch" not in captured.out
+
+
+def test_resume_continues_to_the_numbers_of_an_uninterrupted_run(tmp_path, capsys):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert _train("--epochs", "2", "--out", str(whole)) == 0
+    assert _train("--epochs", "1", "--out", str(split)) == 0
+    assert cli.main(["train", "--resume", str(split), "--epochs", "2"]) == 0
+    assert _same_arrays(whole / "last.npz", split / "last.npz")
+    timeless = [{k: v for k, v in json.loads((run / "metrics.json").read_text()).items() if k != "epoch_seconds"}
+                for run in (whole, split)]
+    assert timeless[0] == timeless[1]
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(split)]) == 2
+    assert "trained 2 epoch(s) already" in capsys.readouterr().err
+    assert cli.main(["train", "--resume", str(split), "--epochs", "3", "--lr", "0.1"]) == 2
+    assert "--lr cannot change with --resume" in capsys.readouterr().err
+
+
+def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    fit, calls = rhvae.RHVAE.fit, []
+
+    def interrupted_in_epoch_2(self, state, *args, **kwargs):
+        calls.append(state.epoch)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return fit(self, state, *args, **kwargs)
+
+    monkeypatch.setattr(rhvae.RHVAE, "fit", interrupted_in_epoch_2)
+    out = tmp_path / "run"
+    assert _train("--epochs", "3", "--out", str(out)) == 130
+    assert f"rhvae train --resume {out}" in capsys.readouterr().err
+    assert read_metadata(out / "last.npz")["epoch"] == 1
+    assert len(json.loads((out / "metrics.json").read_text())["val_elbo"]) == 1
+
+
+def test_divergence_writes_the_last_finite_state_and_the_metrics(tmp_path, monkeypatch, capsys):
+    fit = rhvae.RHVAE.fit
+
+    def diverging_in_epoch_2(self, state, *args, **kwargs):
+        if state.epoch == 1:
+            raise rhvae.TrainingDivergedError(1, 20, float("nan"), state, {"loss": [1.0, 2.0]})
+        return fit(self, state, *args, **kwargs)
+
+    monkeypatch.setattr(rhvae.RHVAE, "fit", diverging_in_epoch_2)
+    out = tmp_path / "run"
+    assert _train("--epochs", "3", "--out", str(out)) == 1
+    err = capsys.readouterr().err
+    assert "the loss became nan at epoch 2, step 20" in err and "diverged.npz" in err
+    assert read_metadata(out / "diverged.npz")["epoch"] == 1
+    history = json.loads((out / "metrics.json").read_text())
+    assert history["diverged"] == {"epoch": 2, "step": 20, "loss": "nan"} and history["loss"][-2:] == [1.0, 2.0]
+
+
+def test_sampling_twice_keeps_both_sample_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train("--epochs", "1", "--out", str(out)) == 0
+    for _ in range(2):
+        assert cli.main(["sample", "--run", str(out), "--n", "3", "--transitions", "2"]) == 0
+    assert (out / "samples.npz").is_file() and (out / "samples-2.npz").is_file()
+    assert "samples-2.npz" in capsys.readouterr().out
