@@ -2,6 +2,7 @@
 
 from rhvae.errors import (
     BackendUnavailableError,
+    BadBatchError,
     ComponentError,
     DuplicateComponentError,
     DuplicatePluginError,
@@ -19,6 +20,7 @@ from rhvae.registry import Registry, get_registry
 __version__ = "0.2.0"
 __all__ = [
     "BackendUnavailableError",
+    "BadBatchError",
     "ComponentError",
     "DuplicateComponentError",
     "DuplicatePluginError",

@@ -48,3 +48,15 @@ class TrainingDivergedError(RhvaeError, FloatingPointError):
         )
         self.epoch, self.step, self.loss, self.state = epoch, step, loss, state
         self.history = history if history is not None else {}
+
+
+class BadBatchError(RhvaeError, ValueError):
+    """``fit`` met rows it cannot train on (NaN or infinite values, targets outside the likelihood's
+    support) in a source read batch by batch (a memory-mapped file); ``state`` is the state after
+    the last good step, so no progress is lost, and ``history`` the history up to it."""
+
+    def __init__(self, epoch: int, step: int, problem: str, state: object, history: dict | None = None) -> None:
+        super().__init__(f"epoch {epoch + 1}, step {step}: {problem}; the state after the last good step is "
+                         f"attached as .state (clean or drop those rows, then continue fit from it)")
+        self.epoch, self.step, self.problem, self.state = epoch, step, problem, state
+        self.history = history if history is not None else {}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from rhvae.errors import TrainingDivergedError
+from rhvae.errors import BadBatchError, TrainingDivergedError
 from rhvae.model import Noise
 
 if TYPE_CHECKING:
@@ -43,8 +43,9 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
     "val_elbo", "skipped_steps"}``. A step with a finite loss but a non-finite gradient is not
     applied; its step number goes to ``skipped_steps`` and ``fit`` warns. A non-finite loss raises
     :class:`TrainingDivergedError`, naming the epoch and step and carrying the last state whose
-    loss was finite (the parameters before the failing step's predecessor moved them: its loss,
-    ``history["loss"][-1]``, was measured finite).
+    loss was measured finite (its loss is ``history["loss"][-1]``). A bad row met in a lazily
+    read source (NaN, or outside the likelihood's support) raises
+    :class:`~rhvae.errors.BadBatchError` carrying the state after the last good step.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}")
@@ -77,10 +78,14 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
                     continue
                 share = parallel.local_rows(idx.size)
             rows = idx[share]
-            x_batch = rows_in.read(rows)
+            try:
+                x_batch = rows_in.read(rows)
+                x_target = rows_out.read_as_target(rows, x_batch, rows_in)
+            except ValueError as exc:  # a lazy source checks rows as they are read
+                history["loss"].extend(losses)
+                raise BadBatchError(epoch, state.step, str(exc), _local(state, parallel), history) from None
             new_state, value, skipped = model._train_step(
-                state, x_batch, rows_out.read_as_target(rows, x_batch, rows_in),
-                Noise(noise.eps[share], noise.xi[share]), parallel, idx.size)
+                state, x_batch, x_target, Noise(noise.eps[share], noise.xi[share]), parallel, idx.size)
             if not math.isfinite(value):
                 history["loss"].extend(losses)
                 raise TrainingDivergedError(epoch, state.step, value, _local(last_finite, parallel), history)

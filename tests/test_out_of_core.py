@@ -75,3 +75,25 @@ def test_training_on_shards_matches_training_on_their_concatenation(tmp_path):
     s1, h1 = model.fit(model.init(seed=1), [a, b], epochs=1, batch_size=10, progress=False)
     s2, h2 = model.fit(model.init(seed=1), np.concatenate([a, b]), epochs=1, batch_size=10, progress=False)
     np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-6)
+
+
+def test_a_nan_row_mid_epoch_keeps_the_epochs_progress(tmp_path):
+    """A memory-mapped file is checked as it is read: the bad batch stops fit with the state after
+    the last good step, from which training continues once the row is fixed."""
+    from helpers import small_model
+    from rhvae.errors import BadBatchError
+
+    path = tmp_path / "data.npy"
+    x = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(40, 10))
+    x[:] = np.random.default_rng(3).uniform(0.05, 0.95, size=(40, 10))
+    order = np.random.default_rng((0, 2, 0)).permutation(40)  # fit's shuffle of epoch 0, seed 0
+    x[order[25], 4] = np.nan  # in the third batch of 10
+    x.flush()
+    model = small_model("torch")
+    start = model.init(seed=0)
+    with pytest.raises(BadBatchError, match=r"epoch 1, step 2: x contains NaN or infinite values in row\(s\) ") as info:
+        model.fit(start, str(path), epochs=1, batch_size=10, progress=False)
+    kept = info.value.state
+    assert kept.step == 2 and len(info.value.history["loss"]) == 2
+    assert not np.array_equal(model.backend.to_numpy(kept.params["decoder"]["out0.b"]),
+                              model.backend.to_numpy(start.params["decoder"]["out0.b"]))
