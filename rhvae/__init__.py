@@ -10,6 +10,7 @@ from rhvae.errors import (
     ProtocolError,
     RhvaeError,
     TrainingDivergedError,
+    TrainingInterrupted,
     UnknownComponentError,
 )
 from rhvae.checkpoint import load_model as load
@@ -32,6 +33,7 @@ __all__ = [
     "RhvaeError",
     "TrainState",
     "TrainingDivergedError",
+    "TrainingInterrupted",
     "UnknownComponentError",
     "__version__",
     "get_registry",

@@ -274,7 +274,7 @@ def _figures(model, state, history, x_test, y_test, out, n_samples: int, seed: i
 DEFAULT_EPOCHS = 5
 RUNS = Path("runs")
 """Where runs go without ``--out``: ``runs/run-001``, ``runs/run-002``, ... and the link ``runs/latest``."""
-RUN_FILES = ("last.npz", "best.npz", "diverged.npz", "metrics.json", "checkpoint.npz", "checkpoint.json",
+RUN_FILES = ("last.npz", "best.npz", "diverged.npz", "interrupted.npz", "metrics.json", "checkpoint.npz", "checkpoint.json",
              "loss.png", "latent_space.png", "samples.png", "reconstructions.png", "geodesics.png")
 """The files ``rhvae train`` writes (and 0.2's ``checkpoint.npz|json``): what ``--overwrite`` replaces."""
 _RESUME_KEEPS = {"resume", "epochs", "device", "compile", "distributed", "coordinator", "num_processes",
@@ -433,8 +433,9 @@ def _run_epochs(args, model, state, history: dict, out: Path | None, data, paral
     """Train epoch by epoch up to ``args.epochs``; after each, write ``last.npz`` (state, arguments
     and history in one atomic file), ``best.npz`` when the held-out ELBO improved, and
     ``metrics.json``. Divergence writes the last finite state to ``diverged.npz``; Ctrl-C keeps
-    the last completed epoch. Both end with how to go on."""
-    from rhvae.errors import TrainingDivergedError
+    the last completed epoch and writes the state after the last completed step to
+    ``interrupted.npz``. Both end with how to go on."""
+    from rhvae.errors import TrainingDivergedError, TrainingInterrupted
 
     x_train, _, x_test, y_test = data
     main = out is not None
@@ -460,10 +461,17 @@ def _run_epochs(args, model, state, history: dict, out: Path | None, data, paral
                   file=sys.stderr)
         _end_processes(parallel)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        kept = ""
         if main:
+            if isinstance(exc, TrainingInterrupted):  # the steps of the unfinished epoch, kept apart
+                for key, values in exc.history.items():
+                    history.setdefault(key, []).extend(values)
+                model.save(exc.state, out / "interrupted",
+                           metadata={"command": "train", "args": run_args, "history": history})
+                kept = f" ({out}/interrupted.npz holds the state after step {exc.state.step})"
             _write_metrics(out, history)
-            print(f"\ninterrupted at epoch {state.epoch + 1}: {out}/last.npz holds epoch {state.epoch}. "
+            print(f"\ninterrupted in epoch {state.epoch + 1}: {out}/last.npz holds epoch {state.epoch}{kept}. "
                   f"Continue with: rhvae train --resume {out}", file=sys.stderr)
         return 130
     if main:

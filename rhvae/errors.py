@@ -60,3 +60,15 @@ class BadBatchError(RhvaeError, ValueError):
                          f"attached as .state (clean or drop those rows, then continue fit from it)")
         self.epoch, self.step, self.problem, self.state = epoch, step, problem, state
         self.history = history if history is not None else {}
+
+
+class TrainingInterrupted(RhvaeError, KeyboardInterrupt):
+    """Ctrl-C (``KeyboardInterrupt``) during ``fit``; ``state`` is the state after the last completed
+    step and ``history`` the history up to it, so nothing done before the interruption is lost.
+    Being a ``KeyboardInterrupt``, it still ends a program that does not catch it."""
+
+    def __init__(self, epoch: int, step: int, state: object, history: dict | None = None) -> None:
+        super().__init__(f"interrupted during epoch {epoch + 1}, before step {step}; the state after the last "
+                         f"completed step is attached as .state")
+        self.epoch, self.step, self.state = epoch, step, state
+        self.history = history if history is not None else {}

@@ -67,6 +67,7 @@ def probe(model: RHVAE, registry: Registry) -> None:
                                         rng.uniform(0.05, 0.95, size=(n, c.output_dim)),
                                         rng.uniform(-1.0, 1.0, size=(n, d)), rng.standard_normal((n, d)))]
     expected: dict[str, _Expected] = {}
+    stage = ["encoder"]  # the component running now, for an exception's message
 
     def pair(kind: str, out: Any, names: tuple[str, str]) -> tuple:
         if not isinstance(out, (tuple, list)) or len(out) != 2:
@@ -84,12 +85,15 @@ def probe(model: RHVAE, registry: Registry) -> None:
             expected[key], out[key] = _Expected(kind, what, shape), value
             return value
 
+        stage[0] = "encoder"
         mu, log_sigma = pair("encoder", parts.encoder(B, params["encoder"], x), ("mu", "log_sigma"))
         put("encoder", "mu", mu, (n, d))
         put("encoder", "log_sigma", log_sigma, (n, d))
+        stage[0] = "metric"
         diag, lower = pair("metric", parts.metric(B, params["metric"], x), ("diag", "lower"))
         put("metric", "diag", diag, (n, d))
         put("metric", "lower", lower, (n, d * (d - 1) // 2))
+        stage[0] = "decoder"
         outputs = parts.decoder(B, params["decoder"], z)
         likelihood = parts.decoder.likelihood
         if not isinstance(outputs, (tuple, list)) or len(outputs) != likelihood.n_outputs:
@@ -99,10 +103,12 @@ def probe(model: RHVAE, registry: Registry) -> None:
             put("decoder", f"output {i}", value, (n, c.output_dim))
         put("decoder", f"the log_prob of its likelihood {likelihood!r}", likelihood.log_prob(B, x_out, tuple(outputs)),
             (n,))
+        stage[0] = "prior"
         put("prior", "log_prob", parts.prior.log_prob(B, z), (n,))
         if hasattr(parts.prior, "grad_log_prob"):
             put("prior", "grad_log_prob", parts.prior.grad_log_prob(B, z), (n, d))
         if c.integrator == "implicit" and all(tuple(out[k].shape) == expected[k].shape for k in out):
+            stage[0] = "grad_h"
             H = Hamiltonian(B, x_out, parts.decoder, params["decoder"], parts.prior,
                             metric_state(B, mu, lower_triangular(B, diag, lower)), model.metric_spec)
             put("grad_h", "grad_z", parts.grad_h.grad_z(B, H, z, rho), (n, d))
@@ -110,7 +116,13 @@ def probe(model: RHVAE, registry: Registry) -> None:
         return out
 
     abstract = getattr(B, "eval_shape", None)
-    results = abstract(run, params, *arrays) if abstract is not None else run(params, *arrays)
+    try:
+        results = abstract(run, params, *arrays) if abstract is not None else run(params, *arrays)
+    except ComponentError:
+        raise
+    except Exception as exc:  # a component that fails on the probe: name it, keep its own trace as the cause
+        raise ComponentError(f"{label[stage[0]]} raised {type(exc).__name__} on a probe batch of {n} rows: "
+                             f"{exc}") from exc
     for key, value in results.items():
         kind, what, shape = expected[key]
         if tuple(value.shape) != shape:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from rhvae.errors import BadBatchError, TrainingDivergedError
+from rhvae.errors import BadBatchError, TrainingDivergedError, TrainingInterrupted
 from rhvae.model import Noise
 
 if TYPE_CHECKING:
@@ -45,7 +45,9 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
     :class:`TrainingDivergedError`, naming the epoch and step and carrying the last state whose
     loss was measured finite (its loss is ``history["loss"][-1]``). A bad row met in a lazily
     read source (NaN, or outside the likelihood's support) raises
-    :class:`~rhvae.errors.BadBatchError` carrying the state after the last good step.
+    :class:`~rhvae.errors.BadBatchError` carrying the state after the last good step, and Ctrl-C
+    :class:`~rhvae.errors.TrainingInterrupted` (a ``KeyboardInterrupt``) carrying the state after
+    the last completed step.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}")
@@ -61,19 +63,47 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
     n = len(rows_in)
     n_batches = math.ceil(n / batch_size)
     history: dict[str, list] = {"loss": [], "epoch_loss": [], "epoch_seconds": [], "val_elbo": [], "skipped_steps": []}
-    last_finite = state
     for _ in range(epochs):
         epoch = state.epoch
         order = np.random.default_rng((state.seed, _SHUFFLE_STREAM, epoch)).permutation(n)
         start, losses = time.perf_counter(), []
         bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}", disable=not progress, leave=False)
+        state = _steps(model, state, bar, order, batch_size, rows_in, rows_out, parallel, losses, history)
+        bar.close()
+        state = _local(state, parallel).replace(
+            epoch=epoch + 1, batch_centroids=min(batch_size, n) if state.centroid_data is None else state.batch_centroids)
+        state = model.refresh_metric(state, rows_in if state.centroid_data is None else None, parallel=parallel)
+        history["loss"].extend(losses)
+        history["epoch_loss"].append(float(np.mean(losses)))
+        history["epoch_seconds"].append(time.perf_counter() - start)
+        if val is not None:
+            history["val_elbo"].append(model.elbo(state, *val, seed=state.seed))
+        if progress:
+            msg = f"epoch {epoch + 1}: loss {history['epoch_loss'][-1]:.3f}"
+            if val is not None:
+                msg += f", held-out ELBO {history['val_elbo'][-1]:.3f}"
+            tqdm.write(msg + f" ({history['epoch_seconds'][-1]:.1f} s)")
+    if history["skipped_steps"]:
+        warnings.warn(f"{len(history['skipped_steps'])} step(s) had a finite loss but a non-finite gradient and "
+                      f"were skipped (steps {history['skipped_steps'][:10]}); history['skipped_steps'] lists them",
+                      RuntimeWarning, stacklevel=3)
+    return state, history
+
+
+def _steps(model: RHVAE, state: TrainState, bar, order: np.ndarray, batch_size: int, rows_in, rows_out,
+           parallel: DataParallel | None, losses: list, history: dict) -> TrainState:
+    """One epoch's Adam steps over the batches ``order`` splits into; appends each loss to
+    ``losses``. Each way of stopping early raises with the state worth keeping (and the
+    epoch's losses so far moved into ``history``)."""
+    epoch, last_finite = state.epoch, state
+    try:
         for b in bar:
             idx = order[b * batch_size:(b + 1) * batch_size]
             noise = model._noise(idx.size, None, model._step_seed(state))
             share = slice(0, idx.size)
             if parallel is not None:
                 if idx.size < parallel.world_size:
-                    if progress:
+                    if not bar.disable:
                         tqdm.write(f"skipped the last batch: {idx.size} row(s) for {parallel.world_size} processes")
                     continue
                 share = parallel.local_rows(idx.size)
@@ -94,25 +124,13 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
             last_finite, state = state, new_state
             losses.append(value)
             bar.set_postfix(loss=f"{value:.3f}")
+    except KeyboardInterrupt as exc:  # Ctrl-C: hand back what was done; still a KeyboardInterrupt
+        if isinstance(exc, TrainingInterrupted):
+            raise
         bar.close()
-        state = _local(state, parallel).replace(
-            epoch=epoch + 1, batch_centroids=min(batch_size, n) if state.centroid_data is None else state.batch_centroids)
-        state = model.refresh_metric(state, rows_in if state.centroid_data is None else None, parallel=parallel)
         history["loss"].extend(losses)
-        history["epoch_loss"].append(float(np.mean(losses)))
-        history["epoch_seconds"].append(time.perf_counter() - start)
-        if val is not None:
-            history["val_elbo"].append(model.elbo(state, *val, seed=state.seed))
-        if progress:
-            msg = f"epoch {epoch + 1}: loss {history['epoch_loss'][-1]:.3f}"
-            if val is not None:
-                msg += f", held-out ELBO {history['val_elbo'][-1]:.3f}"
-            tqdm.write(msg + f" ({history['epoch_seconds'][-1]:.1f} s)")
-    if history["skipped_steps"]:
-        warnings.warn(f"{len(history['skipped_steps'])} step(s) had a finite loss but a non-finite gradient and "
-                      f"were skipped (steps {history['skipped_steps'][:10]}); history['skipped_steps'] lists them",
-                      RuntimeWarning, stacklevel=3)
-    return state, history
+        raise TrainingInterrupted(epoch, state.step, _local(state, parallel), history) from None
+    return state
 
 
 def _local(state: TrainState, parallel: DataParallel | None) -> TrainState:

@@ -74,21 +74,27 @@ def test_resume_continues_to_the_numbers_of_an_uninterrupted_run(tmp_path, capsy
     assert "--lr cannot change with --resume" in capsys.readouterr().err
 
 
-def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
-    fit, calls = rhvae.RHVAE.fit, []
+def test_ctrl_c_keeps_the_last_epoch_and_the_last_step_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the 4th step of epoch 2: the run keeps epoch 1 as last.npz, the state after the
+    3rd step as interrupted.npz, the losses so far, and continues with --resume."""
+    train_step = rhvae.RHVAE._train_step
 
-    def interrupted_in_epoch_2(self, state, *args, **kwargs):
-        calls.append(state.epoch)
-        if len(calls) == 2:
+    def ctrl_c_at_step_18(self, state, *args, **kwargs):
+        if state.step == 18:  # 15 steps per epoch
             raise KeyboardInterrupt
-        return fit(self, state, *args, **kwargs)
+        return train_step(self, state, *args, **kwargs)
 
-    monkeypatch.setattr(rhvae.RHVAE, "fit", interrupted_in_epoch_2)
+    monkeypatch.setattr(rhvae.RHVAE, "_train_step", ctrl_c_at_step_18)
     out = tmp_path / "run"
     assert _train("--epochs", "3", "--out", str(out)) == 130
     assert f"rhvae train --resume {out}" in capsys.readouterr().err
     assert read_metadata(out / "last.npz")["epoch"] == 1
-    assert len(json.loads((out / "metrics.json").read_text())["val_elbo"]) == 1
+    assert (read_metadata(out / "interrupted.npz")["step"], read_metadata(out / "interrupted.npz")["epoch"]) == (18, 1)
+    history = json.loads((out / "metrics.json").read_text())
+    assert len(history["val_elbo"]) == 1 and len(history["loss"]) == 18
+    monkeypatch.setattr(rhvae.RHVAE, "_train_step", train_step)
+    assert cli.main(["train", "--resume", str(out)]) == 0
+    assert read_metadata(out / "last.npz")["epoch"] == 3
 
 
 def test_divergence_writes_the_last_finite_state_and_the_metrics(tmp_path, monkeypatch, capsys):

@@ -192,3 +192,36 @@ def test_separate_input_and_target_are_honoured():
         model.elbo(state, x_in, rng.uniform(size=(6, 5)))
     state, history = model.fit(state, x_in, x_out=x_out, epochs=1, batch_size=3, progress=False)
     assert len(history["loss"]) == 2
+
+
+def test_ctrl_c_in_fit_hands_back_the_state_after_the_last_completed_step(monkeypatch):
+    model = small_model("torch")
+    x = np.random.default_rng(1).uniform(size=(30, 10))
+    train_step = model._train_step
+
+    def ctrl_c_at_step_2(state, *args, **kwargs):
+        if state.step == 2:
+            raise KeyboardInterrupt
+        return train_step(state, *args, **kwargs)
+
+    monkeypatch.setattr(model, "_train_step", ctrl_c_at_step_2)
+    with pytest.raises(KeyboardInterrupt) as info:  # still a KeyboardInterrupt for callers that do not care
+        model.fit(model.init(seed=0), x, epochs=1, batch_size=10, progress=False)
+    assert isinstance(info.value, rhvae.TrainingInterrupted)
+    assert info.value.state.step == 2 and len(info.value.history["loss"]) == 2
+
+
+class _CrashingMetric:
+    def init(self, rng, input_dim, latent_dim):
+        return {"w": rng.standard_normal((input_dim + 1, latent_dim))}
+
+    def __call__(self, B, params, x):
+        return x @ params["w"], x[:, :1]  # (B, D) @ (D + 1, d): the backend's own shape error
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_a_component_that_raises_on_the_probe_is_named_with_the_cause_kept(backend):
+    with pytest.raises(rhvae.ComponentError, match=r"^metric _CrashingMetric \(an object passed to RHVAE\) raised "
+                                                  r"\w+ on a probe batch of 4 rows") as info:
+        RHVAE(backend, input_dim=10, latent_dim=3, metric=_CrashingMetric())
+    assert info.value.__cause__ is not None
