@@ -18,7 +18,7 @@ from rhvae.hookspecs import hookimpl
 from rhvae.model import RHVAE, Noise, TrainState
 from rhvae.registry import Registry, get_registry
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = [
     "BackendUnavailableError",
     "BadBatchError",

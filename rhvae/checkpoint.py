@@ -10,7 +10,7 @@ finiteness of every array, and names the file and the field at fault. :func:`loa
 rebuilds the model itself from the file. The arrays are backend-neutral: a checkpoint written on
 torch loads on jax and back.
 
-Checkpoints of rhvae 0.1 and 0.2.0 (format 1: ``PATH.npz`` arrays beside a ``PATH.json``) still load.
+Checkpoints of rhvae 0.1 and 0.2 (format 1: ``PATH.npz`` arrays beside a ``PATH.json``) still load.
 """
 
 from __future__ import annotations
@@ -97,8 +97,11 @@ def save(model: RHVAE, state: TrainState, path: str | os.PathLike, metadata: dic
     from rhvae import __version__
 
     target = checkpoint_path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     arrays = _state_arrays(model, state)
+    bad = [k for k, a in arrays.items() if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all()]
+    if bad:  # load would refuse it: do not replace a good checkpoint with one that cannot be read back
+        raise CheckpointError(f"not saving {target}: {', '.join(bad[:5])} hold non-finite values")
+    target.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "rhvae_version": __version__,
         "backend": model.backend.name, "seed": state.seed, "step": state.step, "epoch": state.epoch,
@@ -117,9 +120,17 @@ def save(model: RHVAE, state: TrainState, path: str | os.PathLike, metadata: dic
 
     write_atomic(target, write)
     sidecar = target.with_suffix(".json")
-    if sidecar.is_file():  # a format-1 description of an older checkpoint at this path: now stale
+    if _is_format_1_description(sidecar):  # the description of an older checkpoint at this path: now stale
         sidecar.unlink()
     return target
+
+
+def _is_format_1_description(path: Path) -> bool:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT and meta.get("format_version") == 1
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -308,7 +319,7 @@ def load_model(path: str | os.PathLike, *, backend: str | None = None, device: s
     if missing:
         raise CheckpointError(
             f"{file} cannot rebuild its model: no registry recipe for {', '.join(missing)} (components built "
-            f"directly, not by name or Registry.create, or a checkpoint older than rhvae 0.3); build the model "
+            f"directly, not by name or Registry.create, or a checkpoint of rhvae 0.2 or older); build the model "
             f"yourself and call model.load({str(path)!r})")
     reg = registry if registry is not None else get_registry()
     backend = backend or meta["backend"]
@@ -319,7 +330,17 @@ def load_model(path: str | os.PathLike, *, backend: str | None = None, device: s
         if not isinstance(kwargs, dict) or not isinstance(entry.get("name"), str):
             raise CheckpointError(f"{file}: field 'recipes.{kind}' must be {{\"name\": str, \"kwargs\": object}}; "
                                   f"got {entry!r}")
-        built[_CONSTRUCTOR.get(kind, kind)] = reg.create(kind, entry["name"], backend=backend, **kwargs)
+        try:
+            built[_CONSTRUCTOR.get(kind, kind)] = reg.create(kind, entry["name"], backend=backend, **kwargs)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, RhvaeError):
+                raise
+            raise CheckpointError(f"{file}: field 'recipes.{kind}' does not build a {kind}: {exc}") from exc
     hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in saved_config(meta).items()}
-    model = RHVAE(backend, device=device, compile=compile, registry=reg, **built, **hyper)
+    try:
+        model = RHVAE(backend, device=device, compile=compile, registry=reg, **built, **hyper)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, RhvaeError):
+            raise
+        raise CheckpointError(f"{file}: its field 'config' does not build a model: {exc}") from exc
     return model, load(model, file, check_version=False)

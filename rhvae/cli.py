@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -181,8 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--checkpoint", choices=("last", "best"), default="last",
                         help="the last epoch's state, or the one with the best held-out ELBO (default last)")
     sample.add_argument("--n", type=int, default=64, help="number of samples (one HMC chain each)")
-    sample.add_argument("--transitions", type=int, default=100)
-    sample.add_argument("--eps", type=float, default=0.05, help="HMC leapfrog step size")
+    sample.add_argument("--transitions", type=int, default=100, help="transitions kept after the warm-up")
+    sample.add_argument("--warmup", type=int, default=300,
+                        help="warm-up transitions that adapt the step size (0: a fixed --eps)")
+    sample.add_argument("--target-accept", type=float, default=0.65, help="acceptance rate the warm-up aims at")
+    sample.add_argument("--target", choices=("centroids", "volume"), default="centroids",
+                        help="centroids: sqrt det(G^-1 - lam I), proper; volume: sqrt det G^-1 (pythae's, improper)")
+    sample.add_argument("--eps", type=float, default=0.05, help="HMC leapfrog step size (initial, with a warm-up)")
     sample.add_argument("--n-lf", type=int, default=10, help="leapfrog steps per HMC transition")
     sample.add_argument("--beta0", type=float, default=1.0,
                         help="temper each trajectory to this inverse temperature at its middle (default 1: none)")
@@ -331,32 +337,46 @@ def _empty_history() -> dict:
 def _prepare_out(args: argparse.Namespace) -> Path:
     """The run folder, created and proven writable: ``--out`` (refused when it holds a run, unless
     ``--overwrite``, which removes the run files there) or the next ``runs/run-NNN``."""
-    from rhvae.atomic import write_text_atomic
-
     if args.out is None:
         out = _new_run_folder(RUNS)
     else:
         out = Path(args.out)
-        existing = [name for name in RUN_FILES if (out / name).exists()] + \
-            sorted(p.name for p in out.glob("samples*")) if out.is_dir() else []
+        existing = _run_files(out)
         if existing and not args.overwrite:
-            raise RhvaeError(f"--out {out} already holds a run ({', '.join(existing[:4])}); pass --overwrite to "
-                             f"replace it, or leave --out out for a new folder under {RUNS}/")
+            raise RhvaeError(f"--out {out} already holds a run ({', '.join(p.name for p in existing[:4])}); pass "
+                             f"--overwrite to replace it, or leave --out out for a new folder under {RUNS}/")
         try:
             out.mkdir(parents=True, exist_ok=True)
+            for path in existing:
+                path.unlink(missing_ok=True)
         except OSError as exc:
-            raise RhvaeError(f"--out {out}: cannot create the folder: {exc.strerror or exc}") from None
-        for name in existing:
-            (out / name).unlink()
-    try:  # prove the folder writable now, not after the training
+            raise RhvaeError(f"--out {out}: cannot create the folder or clear its run files: "
+                             f"{exc.strerror or exc}") from None
+    _prove_writable(out, "--out")
+    return out
+
+
+def _prove_writable(out: Path, flag: str) -> None:
+    """Write and remove a file in ``out`` now, so a folder that cannot take the run fails before training."""
+    from rhvae.atomic import write_text_atomic
+
+    try:
         (out / ".rhvae-write-test").unlink(missing_ok=True)
         write_text_atomic(out / ".rhvae-write-test", "")
         (out / ".rhvae-write-test").unlink()
     except OSError as exc:
-        raise RhvaeError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
-    if args.out is None or out.parent.resolve() == RUNS.resolve():
-        _link_latest(out)
-    return out
+        raise RhvaeError(f"{flag} {out}: cannot write there: {exc.strerror or exc}") from None
+
+
+_SAMPLE_FILE = re.compile(r"samples(-\d+)?(\.npz|_grid\.png)$")
+
+
+def _run_files(folder: Path) -> list[Path]:
+    """The files in ``folder`` that ``rhvae train`` and ``rhvae sample`` write (exact names only)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and (p.name in RUN_FILES or _SAMPLE_FILE.match(p.name)))
 
 
 def _new_run_folder(root: Path) -> Path:
@@ -377,7 +397,8 @@ def _new_run_folder(root: Path) -> Path:
 
 
 def _link_latest(out: Path) -> None:
-    """Point ``runs/latest`` at ``out`` (replacing an older link atomically, never a real folder)."""
+    """Point ``runs/latest`` at ``out`` (replacing an older link atomically, never a real folder);
+    done when the run's first epoch is saved, so ``latest`` never names an empty run."""
     latest = out.parent / "latest"
     if latest.exists() and not latest.is_symlink():
         print(f"note: {latest} is a folder (an older rhvae's run), so it stays; this run is {out}")
@@ -405,6 +426,7 @@ def _resume(args: argparse.Namespace) -> int:
                          f"(only --epochs, --device, --compile, --figures and the distributed options apply)")
     run = Path(args.resume)
     file = _run_checkpoint(run, "last")
+    _prove_writable(run, "--resume")
     meta = checkpoint.read_metadata(file)
     saved = _run_args(file, meta)
     saved.update(resume=None, device=args.device, compile=args.compile, distributed=args.distributed,
@@ -453,11 +475,16 @@ def _run_epochs(args, model, state, history: dict, out: Path | None, data, paral
             history.setdefault(key, []).extend(values)
         if main:
             history["diverged"] = {"epoch": err.epoch + 1, "step": err.step, "loss": str(err.loss)}
-            model.save(err.state, out / "diverged", metadata={"command": "train", "args": run_args, "history": history})
+            kept = [f"{out}/metrics.json"]
+            if err.finite:
+                model.save(err.state, out / "diverged",
+                           metadata={"command": "train", "args": run_args, "history": history})
+                kept.insert(0, f"{out}/diverged.npz (the state after step {err.state.step}, whose loss was finite)")
+            if (out / "last.npz").exists():
+                kept.insert(0, f"{out}/last.npz (epoch {state.epoch})")
             _write_metrics(out, history)
             print(f"rhvae: error: the loss became {err.loss} at epoch {err.epoch + 1}, step {err.step}. Kept: "
-                  f"{out}/diverged.npz (the last finite state), {out}/last.npz (the last completed epoch, if any) "
-                  f"and {out}/metrics.json. Start again with a smaller --lr or --eps, or a larger --lam.",
+                  f"{', '.join(kept)}. Train again with a smaller --lr or --eps, or a larger --lam.",
                   file=sys.stderr)
         _end_processes(parallel)
         return 1
@@ -471,8 +498,13 @@ def _run_epochs(args, model, state, history: dict, out: Path | None, data, paral
                            metadata={"command": "train", "args": run_args, "history": history})
                 kept = f" ({out}/interrupted.npz holds the state after step {exc.state.step})"
             _write_metrics(out, history)
-            print(f"\ninterrupted in epoch {state.epoch + 1}: {out}/last.npz holds epoch {state.epoch}{kept}. "
-                  f"Continue with: rhvae train --resume {out}", file=sys.stderr)
+            if (out / "last.npz").exists():
+                done = _read_epoch(out / "last.npz")
+                print(f"\ninterrupted: {out}/last.npz holds epoch {done}{kept}. Continue with: "
+                      f"rhvae train --resume {out}", file=sys.stderr)
+            else:
+                print(f"\ninterrupted in the first epoch{kept}; no epoch was completed, so there is nothing to "
+                      f"resume: train again", file=sys.stderr)
         return 130
     if main:
         written = _figures(model, state, history, x_test, y_test, out, 64, args.seed) if args.figures else []
@@ -482,9 +514,17 @@ def _run_epochs(args, model, state, history: dict, out: Path | None, data, paral
     return 0
 
 
+def _read_epoch(file: Path) -> int:
+    """The number of completed epochs of the checkpoint ``file``."""
+    return checkpoint.read_metadata(file)["epoch"]
+
+
 def _save_epoch(model, state, history: dict, run_args: dict, out: Path) -> None:
     meta = {"command": "train", "args": run_args, "history": history}
+    first = not (out / "last.npz").exists()
     model.save(state, out / "last", metadata=meta)
+    if first and out.parent.resolve() == RUNS.resolve():
+        _link_latest(out)  # once the run holds a checkpoint: evaluate and sample then find it
     val = history["val_elbo"]
     if len(val) == 1 or val[-1] > max(val[:-1]) or not (out / "best.npz").is_file():
         model.save(state, out / "best", metadata=meta)
@@ -568,6 +608,10 @@ def _sample(args: argparse.Namespace) -> int:
     from rhvae.atomic import write_atomic
 
     _check_counts(args, ("n", "transitions", "n_lf"))
+    if args.warmup < 0:
+        raise RhvaeError(f"--warmup must be an integer >= 0; got {args.warmup}")
+    if not 0 < args.target_accept < 1:
+        raise RhvaeError(f"--target-accept must lie in (0, 1); got {args.target_accept}")
     model, state, _, _ = _load_run(args.run_dir, args.checkpoint)
     out = Path(args.out or args.run_dir)
     try:
@@ -575,9 +619,18 @@ def _sample(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise RhvaeError(f"--out {out}: cannot create the folder: {exc.strerror or exc}") from None
     name = _free_name(out, "samples")
-    drawn = model.sample(state, args.n, transitions=args.transitions, eps=args.eps, n_lf=args.n_lf,
-                         beta0=args.beta0, seed=args.seed) if not args.prior else model.sample_prior(state, args.n, seed=args.seed)
-    write_atomic(out / f"{name}.npz", lambda handle: np.savez(handle, x=drawn.x, z=drawn.z))
+    if args.prior:
+        drawn = model.sample_prior(state, args.n, seed=args.seed)
+    else:
+        drawn = model.sample(state, args.n, transitions=args.transitions, warmup=args.warmup, eps=args.eps,
+                             n_lf=args.n_lf, target_accept=args.target_accept, target=args.target,
+                             beta0=args.beta0, seed=args.seed)
+        print(_sampler_report(drawn))
+    arrays = {"x": drawn.x, "z": drawn.z}
+    if not args.prior:
+        arrays.update(trace=drawn.trace, acceptance_per_chain=drawn.acceptance_per_chain,
+                      step_size=np.asarray(drawn.step_size))
+    write_atomic(out / f"{name}.npz", lambda handle: np.savez(handle, **arrays))
     message = f"wrote {out}/{name}.npz ({args.n} samples"
     message += ")" if args.prior else f", acceptance rate {drawn.acceptance:.3f})"
     if figures.image_side(drawn.x.shape[1]):
@@ -589,6 +642,21 @@ def _sample(args: argparse.Namespace) -> int:
             message += f"; figure skipped: {exc}"
     print(message)
     return 0
+
+
+def _sampler_report(drawn) -> str:
+    """Step size, acceptance per chain and, with ArviZ, ESS and R-hat per latent coordinate."""
+    acc = drawn.acceptance_per_chain
+    lines = [f"step size {drawn.step_size:.4g}; acceptance {drawn.acceptance:.3f} (per chain: min {acc.min():.2f}, "
+             f"median {np.median(acc):.2f}, max {acc.max():.2f})"]
+    if drawn.diagnostics is None:
+        lines.append("ESS and R-hat: pip install 'rhvae[diagnostics]' (ArviZ)")
+    else:
+        for key, label in (("ess_bulk", "ESS bulk"), ("ess_tail", "ESS tail"), ("r_hat", "R-hat")):
+            values = np.asarray(drawn.diagnostics[key])
+            lines.append(f"{label:8s} per coordinate: " + " ".join(f"{v:.3g}" for v in values[:16])
+                         + (" ..." if values.size > 16 else ""))
+    return "\n".join(lines)
 
 
 def _free_name(folder: Path, stem: str) -> str:
@@ -683,6 +751,9 @@ def main(argv: list[str] | None = None) -> int:
         args = _parse(argv)
         return args.run(args)
     except (_UsageError, RhvaeError, ValueError, TypeError) as exc:  # bad input: one line, no traceback
+        print(f"rhvae: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or folder the command was pointed at
         print(f"rhvae: error: {exc}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help and --version exit through argparse

@@ -38,15 +38,18 @@ class ComponentError(RhvaeError, ValueError):
 
 class TrainingDivergedError(RhvaeError, FloatingPointError):
     """The loss became NaN or infinite during ``fit``; ``state`` is the last state whose loss was
-    measured finite (the state ``fit`` started from when its first step fails) and ``history`` the
-    history up to it (``loss`` includes the finite steps of the failing epoch)."""
+    measured finite (``finite`` is True), or, when the first step of the ``fit`` call already
+    failed, the state ``fit`` started from (``finite`` is False: its loss is the non-finite one).
+    ``history`` is the history up to it (``loss`` includes the finite steps of the failing epoch)."""
 
-    def __init__(self, epoch: int, step: int, loss: float, state: object, history: dict | None = None) -> None:
+    def __init__(self, epoch: int, step: int, loss: float, state: object, history: dict | None = None,
+                 finite: bool = True) -> None:
+        kept = "the last state with a finite loss" if finite else "the starting state (its first step failed)"
         super().__init__(
-            f"the loss became {loss} at epoch {epoch + 1}, step {step}; the last finite state is "
-            f"attached as .state (try a smaller eps or learning_rate, or a larger lam)"
+            f"the loss became {loss} at epoch {epoch + 1}, step {step}; {kept} is attached as .state "
+            f"(try a smaller eps or learning_rate, or a larger lam)"
         )
-        self.epoch, self.step, self.loss, self.state = epoch, step, loss, state
+        self.epoch, self.step, self.loss, self.state, self.finite = epoch, step, loss, state, finite
         self.history = history if history is not None else {}
 
 
@@ -62,10 +65,11 @@ class BadBatchError(RhvaeError, ValueError):
         self.history = history if history is not None else {}
 
 
-class TrainingInterrupted(RhvaeError, KeyboardInterrupt):
+class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C (``KeyboardInterrupt``) during ``fit``; ``state`` is the state after the last completed
     step and ``history`` the history up to it, so nothing done before the interruption is lost.
-    Being a ``KeyboardInterrupt``, it still ends a program that does not catch it."""
+    Only a ``KeyboardInterrupt`` (not an ``Exception``, not a ``RhvaeError``): ``except Exception``
+    does not swallow it, and it still ends a program that does not catch it."""
 
     def __init__(self, epoch: int, step: int, state: object, history: dict | None = None) -> None:
         super().__init__(f"interrupted during epoch {epoch + 1}, before step {step}; the state after the last "

@@ -16,6 +16,7 @@ from rhvae import checkpoint, validation
 from rhvae.config import RHVAEConfig
 from rhvae.errors import RhvaeError
 from rhvae.data import Rows
+from rhvae.diagnostics import chain_diagnostics
 from rhvae.interfaces import Array, Backend, DataParallel, PreparedGradH
 from rhvae.math import aetk
 from rhvae.math import elbo as elbo_math
@@ -32,15 +33,28 @@ from rhvae.tree import flatten, tree_map
 
 # seed streams; 2 shuffles (training)
 _NOISE_STREAM, _EVAL_STREAM, _CENTROID_STREAM, _SAMPLE_STREAM, _NLL_STREAM = 1, 3, 4, 5, 6
+_JITTER = 0.2
+"""Each transition of each chain draws its step as ``ε·U(1 - 0.2, 1 + 0.2)``, independently of the
+chain's state (so every transition is still exact): with a fixed step and trajectory length the
+acceptance rate is not monotone in ``ε`` (trajectories that resonate with the target's scales),
+and step-size adaptation could settle far from its target."""
 
 
 class Samples(NamedTuple):
     """Generated data ``x (n, output_dim)`` (the decoder's mean), their latent points ``z (n, d)``
-    and the sampler's acceptance rate over all chains and transitions (``nan`` for the prior)."""
+    and the sampler's acceptance rate over all chains and kept transitions (``nan`` for the
+    prior). From the Riemannian sampler also: ``acceptance_per_chain (n,)``, the frozen
+    ``step_size``, the ``trace (transitions, n, d)`` of kept points, and
+    ``diagnostics`` (:func:`rhvae.diagnostics.chain_diagnostics`: ESS and R-hat per
+    coordinate; ``None`` without ArviZ)."""
 
     x: np.ndarray
     z: np.ndarray
     acceptance: float
+    acceptance_per_chain: np.ndarray | None = None
+    step_size: float | None = None
+    trace: np.ndarray | None = None
+    diagnostics: dict | None = None
 
 
 class Geodesic(NamedTuple):
@@ -215,7 +229,7 @@ class RHVAE:
             arr = np.asarray(validation.to_numpy(z), dtype=float)
         except (TypeError, ValueError):
             raise TypeError(f"{name} must be a latent point of shape ({d},); got {type(z).__name__}") from None
-        if arr.size != d or arr.ndim > 2:
+        if arr.shape not in ((d,), (1, d)):
             raise ValueError(f"{name} must be a latent point of shape ({d},); got shape {arr.shape}")
         return arr.reshape(d)
 
@@ -436,39 +450,58 @@ class RHVAE:
 
     # ------------------------------------------------------------------ generation
 
-    def sample(self, state: TrainState, n: int, *, transitions: int = 100, eps: float = 0.05, n_lf: int = 10,
-               beta0: float = 1.0, seed: int = 0, progress: bool = True) -> Samples:
-        """``n`` draws from the Riemannian sampler: HMC on ``p(z) ∝ √det G⁻¹(z)`` under the frozen metric.
+    def sample(self, state: TrainState, n: int, *, transitions: int = 100, warmup: int = 300, eps: float = 0.05,
+               n_lf: int = 10, target_accept: float = 0.65, target: str = "centroids", beta0: float = 1.0,
+               seed: int = 0, progress: bool = True) -> Samples:
+        """``n`` draws from the Riemannian sampler: HMC on the learned volume element under the frozen metric.
 
-        ``n`` chains start at centroids drawn from ``seed`` and each runs ``transitions``
-        Metropolis-corrected transitions of ``n_lf`` leapfrog steps of size ``eps``; the final
-        points are decoded. ``beta0 < 1`` tempers each trajectory, heating it to inverse
-        temperature ``beta0`` at its middle (exact: the Metropolis step still applies). See
-        :mod:`rhvae.math.sampler`.
+        ``n`` chains start at centroids drawn from ``seed``. The first ``warmup`` transitions adapt
+        the step size, shared by the chains, from ``eps`` toward the acceptance rate
+        ``target_accept`` (dual averaging on the chains' mean acceptance probability), then freeze
+        it; the next ``transitions`` are kept, and the final points are decoded (``warmup=0``: a
+        fixed ``eps`` throughout). Each transition jitters the step by ±20 % (uniform, per chain). ``target``: ``"centroids"``,
+        ``π ∝ √det(G⁻¹ - λI)`` (proper: it vanishes away from the data), or ``"volume"``,
+        ``π ∝ √det G⁻¹`` (pythae's; improper, with a ``λ^{d/2}`` plateau). ``beta0 < 1`` tempers
+        each trajectory, heating it to inverse temperature ``beta0`` at its middle (exact: the
+        Metropolis step still applies). See :mod:`rhvae.math.sampler`.
         """
         n = validation.check_count("n", n)
         transitions = validation.check_count("transitions", transitions)
+        warmup = validation.check_count("warmup", warmup, minimum=0)
         n_lf = validation.check_count("n_lf", n_lf)
         eps = validation.check_positive("eps", eps)
         beta0 = validation.check_positive("beta0", beta0)
+        target_accept = validation.check_positive("target_accept", target_accept)
         if beta0 > 1:
             raise ValueError(f"beta0 must lie in (0, 1]; got {beta0!r}")
+        if target_accept >= 1:
+            raise ValueError(f"target_accept must lie in (0, 1); got {target_accept!r}")
+        if target not in sampler_math.TARGETS:
+            raise ValueError(f"target must be one of {tuple(sampler_math.TARGETS)}; got {target!r}")
         sampler_math.tempering_factors(n_lf, beta0)  # checks n_lf >= 2 when tempering
-        metric, spec = self._metric(state), self.metric_spec
-        B = self.backend
-        fn = self._compile(f"hmc:{eps!r}:{n_lf}:{beta0!r}", lambda: lambda m, z, p, lu: sampler_math.hmc_transition(
-            B, sampler_math.VolumeTarget(m, spec), z, p, lu, eps, n_lf, beta0))
+        metric, spec, B, d = self._metric(state), self.metric_spec, self.backend, self.config.latent_dim
+        make_target = sampler_math.TARGETS[target]
+        fn = self._compile(f"hmc:{target}:{n_lf}:{beta0!r}", lambda: lambda m, z, p, lu, e: sampler_math.hmc_transition(
+            B, make_target(m, spec), z, p, lu, e, n_lf, beta0))
         rng = np.random.default_rng((validation.check_seed("seed", seed), _SAMPLE_STREAM))
         centroids = B.to_numpy(metric.centroids)
         z = self._array(centroids[rng.integers(centroids.shape[0], size=n)])
-        accepted = 0.0
-        for _ in tqdm(range(transitions), desc="sampling", disable=not progress, leave=False):
-            momentum = rng.standard_normal((n, self.config.latent_dim))
-            log_u = np.log(rng.uniform(size=n))
-            z, acc = fn(metric, z, self._array(momentum), self._array(log_u))
-            accepted = accepted + B.xp.sum(acc)  # stays on the device: no sync per transition
-        z_np = B.to_numpy(z)
-        return Samples(self.decode(state, z_np), z_np, float(B.to_numpy(accepted)) / (n * transitions))
+        adapt = sampler_math.DualAveraging(eps, target_accept)
+        step, accepted, trace = adapt.step, np.zeros(n), np.empty((transitions, n, d))
+        for t in tqdm(range(warmup + transitions), desc="sampling", disable=not progress, leave=False):
+            momentum, log_u = rng.standard_normal((n, d)), np.log(rng.uniform(size=n))
+            jittered = step * rng.uniform(1.0 - _JITTER, 1.0 + _JITTER, size=n)
+            z, acc, prob = fn(metric, z, self._array(momentum), self._array(log_u), self._array(jittered))
+            if t < warmup:  # one step size for all chains, from their mean acceptance probability
+                adapt.update(float(np.mean(B.to_numpy(prob))))
+                step = adapt.step if t < warmup - 1 else adapt.final  # frozen for the kept transitions
+            else:
+                accepted += B.to_numpy(acc)
+                trace[t - warmup] = B.to_numpy(z)
+        z_np = trace[-1]
+        per_chain = accepted / transitions
+        return Samples(self.decode(state, z_np), z_np, float(per_chain.mean()), per_chain, float(step),
+                       trace, chain_diagnostics(trace))
 
     def sample_prior(self, state: TrainState, n: int, *, seed: int = 0) -> Samples:
         """``n`` decoded draws ``z ~ N(0, I)``: the plain VAE generator, for comparison."""

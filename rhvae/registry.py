@@ -415,9 +415,14 @@ def load_entry_points(registry: Registry, group: str = ENTRY_POINT_GROUP, *, str
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             registry.register_plugin(plugin, ep.name, distribution=distribution, version=version)
-        except PluginLoadError as exc:
+        except RhvaeError as exc:  # an import failure, or a hook that failed (e.g. a duplicate component)
             if strict or _normalize(distribution) == OWN_DISTRIBUTION:
                 raise
+            if not isinstance(exc, PluginLoadError):
+                exc = PluginLoadError(f"plugin {ep.name!r} from {_source(distribution, version)} failed in "
+                                      f"rhvae_register: {exc}")
+            if ep.name in registry._plugins:
+                registry.unregister_plugin(ep.name)
             registry.broken[ep.name] = exc
             warnings.warn(f"{exc} (skipped; rhvae works without it)", RuntimeWarning, stacklevel=2)
 

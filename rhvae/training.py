@@ -63,16 +63,28 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
     n = len(rows_in)
     n_batches = math.ceil(n / batch_size)
     history: dict[str, list] = {"loss": [], "epoch_loss": [], "epoch_seconds": [], "val_elbo": [], "skipped_steps": []}
+    last_finite: TrainState | None = None  # the last state whose loss was measured finite
     for _ in range(epochs):
         epoch = state.epoch
         order = np.random.default_rng((state.seed, _SHUFFLE_STREAM, epoch)).permutation(n)
         start, losses = time.perf_counter(), []
         bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}", disable=not progress, leave=False)
-        state = _steps(model, state, bar, order, batch_size, rows_in, rows_out, parallel, losses, history)
-        bar.close()
-        state = _local(state, parallel).replace(
-            epoch=epoch + 1, batch_centroids=min(batch_size, n) if state.centroid_data is None else state.batch_centroids)
-        state = model.refresh_metric(state, rows_in if state.centroid_data is None else None, parallel=parallel)
+        stepped = state
+        try:
+            stepped, last_finite = _steps(model, state, last_finite, bar, order, batch_size, rows_in, rows_out,
+                                          parallel, losses, history)
+            bar.close()
+            state = _local(stepped, parallel).replace(
+                epoch=epoch + 1,
+                batch_centroids=min(batch_size, n) if stepped.centroid_data is None else stepped.batch_centroids)
+            state = model.refresh_metric(state, rows_in if state.centroid_data is None else None, parallel=parallel)
+        except KeyboardInterrupt as exc:  # Ctrl-C: hand back what was done; still a KeyboardInterrupt
+            if isinstance(exc, TrainingInterrupted):
+                raise
+            done = exc.state if isinstance(exc, _Interrupted) else stepped
+            bar.close()
+            history["loss"].extend(losses)
+            raise TrainingInterrupted(epoch, done.step, _local(done, parallel), history) from None
         history["loss"].extend(losses)
         history["epoch_loss"].append(float(np.mean(losses)))
         history["epoch_seconds"].append(time.perf_counter() - start)
@@ -90,12 +102,15 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
     return state, history
 
 
-def _steps(model: RHVAE, state: TrainState, bar, order: np.ndarray, batch_size: int, rows_in, rows_out,
-           parallel: DataParallel | None, losses: list, history: dict) -> TrainState:
+def _steps(model: RHVAE, state: TrainState, last_finite: TrainState | None, bar, order: np.ndarray,
+           batch_size: int, rows_in, rows_out, parallel: DataParallel | None, losses: list,
+           history: dict) -> tuple[TrainState, TrainState | None]:
     """One epoch's Adam steps over the batches ``order`` splits into; appends each loss to
-    ``losses``. Each way of stopping early raises with the state worth keeping (and the
-    epoch's losses so far moved into ``history``)."""
-    epoch, last_finite = state.epoch, state
+    ``losses``; returns the state after them and the last state whose loss was measured finite.
+    A bad batch or a non-finite loss raises with the state worth keeping (and the epoch's losses
+    so far moved into ``history``); Ctrl-C leaves ``state`` as the last completed step (the
+    caller raises :class:`TrainingInterrupted` with it)."""
+    epoch = state.epoch
     try:
         for b in bar:
             idx = order[b * batch_size:(b + 1) * batch_size]
@@ -118,19 +133,25 @@ def _steps(model: RHVAE, state: TrainState, bar, order: np.ndarray, batch_size: 
                 state, x_batch, x_target, Noise(noise.eps[share], noise.xi[share]), parallel, idx.size)
             if not math.isfinite(value):
                 history["loss"].extend(losses)
-                raise TrainingDivergedError(epoch, state.step, value, _local(last_finite, parallel), history)
+                kept = last_finite if last_finite is not None else state
+                raise TrainingDivergedError(epoch, state.step, value, _local(kept, parallel), history,
+                                            finite=last_finite is not None)
             if skipped:  # a finite loss with a non-finite gradient: the update was not applied
                 history["skipped_steps"].append(state.step)
             last_finite, state = state, new_state
             losses.append(value)
             bar.set_postfix(loss=f"{value:.3f}")
-    except KeyboardInterrupt as exc:  # Ctrl-C: hand back what was done; still a KeyboardInterrupt
-        if isinstance(exc, TrainingInterrupted):
-            raise
-        bar.close()
-        history["loss"].extend(losses)
-        raise TrainingInterrupted(epoch, state.step, _local(state, parallel), history) from None
-    return state
+    except KeyboardInterrupt as exc:
+        raise _Interrupted(state) from exc
+    return state, last_finite
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C inside :func:`_steps`, carrying the state after the last completed step to :func:`fit`."""
+
+    def __init__(self, state: TrainState) -> None:
+        super().__init__()
+        self.state = state
 
 
 def _local(state: TrainState, parallel: DataParallel | None) -> TrainState:

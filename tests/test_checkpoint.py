@@ -120,7 +120,11 @@ def test_non_finite_weights_and_wrong_shapes_are_named(tmp_path, rng):
     model, state, _ = _trained("torch", rng)
     bad = state.replace(params={**state.params, "metric": {**state.params["metric"],
                                                            "diag.b": state.params["metric"]["diag.b"] * np.nan}})
-    path = model.save(bad, tmp_path / "nan")
+    with pytest.raises(CheckpointError, match=r"not saving .*params/metric/diag\.b hold non-finite"):
+        model.save(bad, tmp_path / "nan")
+    assert not (tmp_path / "nan.npz").exists()
+    path = model.save(state, tmp_path / "nan")
+    _rewrite(path, arrays=lambda a: {**a, "params/metric/diag.b": a["params/metric/diag.b"] * np.nan}, rehash=True)
     with pytest.raises(CheckpointError, match=r"params/metric/diag\.b holds 2 non-finite"):
         model.load(path)
     path = model.save(state, tmp_path / "shape")
@@ -219,3 +223,23 @@ def test_format_1_checkpoints_of_earlier_versions_still_load(tmp_path, rng):
         small_model("torch", dtype="float64", K=2, steps=2, weight_tol=0.1).load(tmp_path / "old")
     chunked.save(loaded, tmp_path / "old")  # rewritten as format 2: the stale description goes
     assert sorted(p.name for p in tmp_path.glob("old*")) == ["old.npz"]
+
+
+def test_saving_next_to_a_users_json_of_the_same_name_leaves_it_alone(tmp_path, rng):
+    model, state, _ = _trained("torch", rng)
+    (tmp_path / "config.json").write_text('{"learning": "mine"}')
+    model.save(state, tmp_path / "config")
+    assert (tmp_path / "config.json").read_text() == '{"learning": "mine"}'
+
+
+def test_a_checkpoint_whose_recipe_no_longer_builds_names_the_field(tmp_path, rng):
+    model, state, _ = _trained("torch", rng)
+    path = model.save(state, tmp_path / "ckpt")
+
+    def bad_recipe(meta):
+        meta["recipes"]["encoder"]["kwargs"] = {"hidden": [12], "wings": 2}
+        return meta
+
+    _rewrite(path, meta=bad_recipe)
+    with pytest.raises(CheckpointError, match="field 'recipes.encoder' does not build a encoder"):
+        rhvae.load(path)

@@ -40,14 +40,19 @@ def test_an_existing_run_is_refused_before_training_unless_overwrite(tmp_path, c
     out.mkdir()
     (out / "metrics.json").write_text("{}")
     (out / "latent_space.png").write_bytes(b"stale")
+    (out / "samples.png").write_bytes(b"stale")
+    (out / "samples-2.npz").write_bytes(b"stale")
     (out / "notes.txt").write_text("mine")
+    (out / "samples_for_paper.csv").write_text("mine too")
     assert _train("--epochs", "1", "--out", str(out)) == 2
     captured = capsys.readouterr()
     assert "already holds a run" in captured.err and "--overwrite" in captured.err
     assert "epoch" not in captured.out  # refused before any training
     assert _train("--epochs", "1", "--out", str(out), "--overwrite") == 0
-    assert not (out / "latent_space.png").exists()  # not drawn this time (--no-figures): the stale one is gone
-    assert (out / "notes.txt").read_text() == "mine" and (out / "last.npz").is_file()
+    for stale in ("latent_space.png", "samples.png", "samples-2.npz"):  # not drawn this time (--no-figures)
+        assert not (out / stale).exists(), stale
+    assert (out / "notes.txt").read_text() == "mine" and (out / "samples_for_paper.csv").read_text() == "mine too"
+    assert (out / "last.npz").is_file()
 
 
 def test_an_unwritable_out_fails_before_training(tmp_path, capsys):
@@ -122,3 +127,13 @@ def test_sampling_twice_keeps_both_sample_files(tmp_path, capsys):
         assert cli.main(["sample", "--run", str(out), "--n", "3", "--transitions", "2"]) == 0
     assert (out / "samples.npz").is_file() and (out / "samples-2.npz").is_file()
     assert "samples-2.npz" in capsys.readouterr().out
+
+
+def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_resume(tmp_path, monkeypatch, capsys):
+    def ctrl_c(self, state, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rhvae.RHVAE, "_train_step", ctrl_c)
+    assert _train("--epochs", "2", "--out", str(tmp_path / "run")) == 130
+    assert "no epoch was completed, so there is nothing to resume" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.npz").exists() and (tmp_path / "run" / "interrupted.npz").exists()

@@ -128,6 +128,7 @@ def test_a_nan_loss_stops_fit_naming_epoch_and_step_and_keeps_the_last_finite_st
     with pytest.raises(TrainingDivergedError, match="epoch 1, step 0") as info:
         model.fit(state, x, epochs=2, batch_size=10, progress=False)
     assert info.value.state is state and info.value.history["loss"] == []  # no finite state but the start
+    assert not info.value.finite and "the starting state (its first step failed)" in str(info.value)
 
     prior.calls, prior.nan_after = 0, None
     model.step(state, x[:10])
@@ -136,6 +137,7 @@ def test_a_nan_loss_stops_fit_naming_epoch_and_step_and_keeps_the_last_finite_st
         model.fit(state, x, epochs=1, batch_size=10, progress=False)
     last, history = info.value.state, info.value.history
     assert last.step == 2 and len(history["loss"]) == 3 and per_step > 0
+    assert info.value.finite
     # the state handed back is the one whose loss was measured finite: re-measure it
     prior.nan_after = None
     order = np.random.default_rng((0, 2, 0)).permutation(50)
@@ -225,3 +227,44 @@ def test_a_component_that_raises_on_the_probe_is_named_with_the_cause_kept(backe
                                                   r"\w+ on a probe batch of 4 rows") as info:
         RHVAE(backend, input_dim=10, latent_dim=3, metric=_CrashingMetric())
     assert info.value.__cause__ is not None
+
+
+def test_divergence_at_an_epochs_first_step_hands_back_the_previous_epochs_last_finite_state():
+    prior = _SwitchPrior()
+    model = small_model("torch", position_prior=prior)
+    x = np.random.default_rng(1).uniform(size=(40, 10))
+    state = model.init(seed=0)
+    prior.calls = 0
+    model.step(state, x[:10])
+    per_step = prior.calls
+    prior.calls, prior.nan_after = 0, 4 * per_step  # 4 steps per epoch: the 5th, epoch 2's first, fails
+    with pytest.raises(TrainingDivergedError, match="epoch 2, step 4") as info:
+        model.fit(state, x, epochs=2, batch_size=10, progress=False)
+    assert info.value.finite and info.value.state.step == 3 and len(info.value.history["loss"]) == 4
+
+
+def test_a_prior_returning_one_value_per_coordinate_is_refused_even_when_the_batch_equals_d():
+    """``(B, d)`` instead of ``(B,)`` used to broadcast into a ``(B, B)`` loss when B == d."""
+
+    class PerCoordinate:
+        def log_prob(self, B, z):
+            return -0.5 * z * z
+
+    with pytest.raises(rhvae.ComponentError, match=r"returned log_prob of shape \(3, 4\); expected \(3,\)"):
+        small_model("torch", latent_dim=4, position_prior=PerCoordinate())
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_a_component_computing_in_another_dtype_is_refused(backend):
+    class Float64Prior:
+        def log_prob(self, B, z):
+            return -0.5 * B.xp.sum(z * z, axis=-1).astype("float64") if backend == "jax" else \
+                -0.5 * B.xp.sum(z * z, axis=-1).double()
+
+    with pytest.raises(rhvae.ComponentError, match="returned log_prob of dtype float64; the model computes in float32"):
+        small_model(backend, position_prior=Float64Prior())
+
+
+def test_training_interrupted_is_not_swallowed_by_except_exception():
+    assert not issubclass(rhvae.TrainingInterrupted, Exception)
+    assert issubclass(rhvae.TrainingInterrupted, KeyboardInterrupt)

@@ -268,3 +268,12 @@ def test_a_broken_third_party_plugin_is_named_and_skipped_by_the_default_registr
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "good (from good-dist 1.0)"
     assert out[-1].startswith("broken (BROKEN, not loaded): plugin 'broken' from broken-dist 0.3 failed to import")
+
+
+def test_a_third_party_hook_that_fails_with_a_duplicate_component_is_skipped_too(make_dist):
+    prior_dist(make_dist, "first-dist", "1.0", "first", "first_mod", "shared_prior")
+    prior_dist(make_dist, "second-dist", "2.0", "second", "second_mod", "shared_prior")
+    with pytest.warns(RuntimeWarning, match=r"failed in rhvae_register: prior 'shared_prior' is registered twice"):
+        registry = Registry.from_entry_points(GROUP, strict=False)  # the later of the two loses
+    assert registry.names("prior") == ["shared_prior"] and len(registry.broken) == 1
+    assert {p.name for p in registry.plugins()} | set(registry.broken) == {"first", "second"}

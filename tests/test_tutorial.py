@@ -99,18 +99,18 @@ def test_the_metric_is_lambda_far_from_the_centroids(tutorial):
     assert pullback.shape == (3, 2, 2) and np.all(np.linalg.eigvalsh(pullback) > -1e-6)
 
 
-def test_the_sampler_accepts_and_tempering_costs_acceptance(tutorial):
-    riemannian, tempered, long_chains, prior = (tutorial[k] for k in ("riemannian", "tempered", "long_chains", "prior"))
-    for samples in (riemannian, tempered, long_chains):
-        assert 0.0 < samples.acceptance <= 1.0
+def test_the_adapted_sampler_meets_its_acceptance_and_stays_on_the_data(tutorial):
+    riemannian, tempered, volume, prior = (tutorial[k] for k in ("riemannian", "tempered", "volume", "prior"))
+    for samples in (riemannian, tempered, volume):
+        assert abs(samples.acceptance - 0.65) < 0.1
         assert samples.x.shape == (64, 64) and samples.z.shape == (64, 2)
         assert np.all((samples.x >= 0) & (samples.x <= 1))
-    assert tempered.acceptance < riemannian.acceptance
+    assert riemannian.trace.shape == (100, 64, 2) and riemannian.diagnostics["r_hat"].shape == (2,)
     assert math.isnan(prior.acceptance)
     off_data = tutorial["off_data"]
     assert off_data(tutorial["mu"]) == 0.0
-    # the prose: the fraction of chains off the data grows with the number of transitions
-    assert off_data(long_chains.z) > off_data(riemannian.z)
+    # the prose: the improper volume target lets chains drift off the data; the default does not
+    assert off_data(volume.z) > off_data(riemannian.z) + 0.1
 
 
 def test_geodesics_are_no_longer_than_the_straight_segment(tutorial):

@@ -1,14 +1,32 @@
 """The Riemannian sampler: Hamiltonian Monte Carlo on the learned metric's volume element.
 
-Target ``p(z) ∝ √det G⁻¹(z)``, high where the metric is small, near the data (Chadebec &
-Allassonnière's data-augmentation sampler; pythae's ``RHVAESampler``). With
-``s_i = tr(G M_i) w_i``:
+Two targets (``target=`` of :meth:`rhvae.RHVAE.sample`), with ``A(z) = a Σ_i M_i w_i(z)``,
+``G⁻¹ = A + λI`` and ``w_i = exp(-‖z - c_i‖²/T²)``:
 
-``log p(z) = ½ log det G⁻¹(z) + const``,
-``∇ log p(z) = ½ a Σ_i tr(G M_i) ∇w_i = -(a/T²) [z Σ_i s_i - Σ_i s_i c_i]``.
+- ``"volume"``, ``π(z) ∝ √det G⁻¹(z)`` (Chadebec & Allassonnière's data-augmentation sampler;
+  pythae's ``RHVAESampler``). Far from every centroid ``G⁻¹ → λI``: the density tends to the
+  constant ``λ^{d/2}`` and the target is improper; a chain that leaves the data drifts freely.
+  With ``s_i = tr(G M_i) w_i``, ``∇ log π = -(a/T²) [z Σ_i s_i - Σ_i s_i c_i]``.
+- ``"centroids"`` (the default), ``π(z) ∝ √det A(z)``: the same volume element without the
+  regulariser ``λI``, which is there to keep ``G`` finite, not to describe the data. It is
+  proper: ``det A ≤ (tr A / d)^d`` and ``(Σ_i x_i)^p ≤ N^{p-1} Σ_i x_i^p`` for ``p = d/2 ≥ 1``
+  (``√`` of a sum below the sum of ``√`` for ``d = 1``) bound it by a sum of Gaussians in ``z``.
+  It vanishes away from the centroids and equals the ``"volume"`` target up to ``O(λ/‖A‖)`` near
+  them. Computed with the nearest centroid factored out: ``A = a e^{m} Ã``,
+  ``m = max_i log w_i``, ``Ã = Σ_i M_i e^{log w_i - m}`` (``⪰ M_nearest``: never singular, never
+  underflowing), ``log π = ½ (d m + log det Ã) + const`` and, with ``s̃_i = tr(Ã⁻¹ M_i) e^{log w_i - m}``,
+  ``∇ log π = -(1/T²) [z Σ_i s̃_i - Σ_i s̃_i c_i]``.
 
-One transition is ``n_lf`` Euclidean leapfrog steps of size ``ε`` on ``U = -log p`` with unit
-momentum, then a Metropolis correction ``accept ⟺ log u < H(z, p) - H(z', p')``, per chain.
+One transition is ``n_lf`` Euclidean leapfrog steps of size ``ε`` on ``U = -log π`` with unit
+momentum, then a Metropolis correction ``accept ⟺ log u < H(z, p) - H(z', p')``, per chain: the
+chain is exactly invariant for ``π`` whatever ``ε`` (Neal 2011). ``ε`` may differ per chain.
+
+Step-size adaptation (:class:`DualAveraging`; Hoffman & Gelman 2014, Alg. 5, as Stan and
+BlackJAX do): during warm-up one ``ε``, shared by the chains, follows their mean acceptance
+probability toward a target rate; then it is frozen at its averaged value, so the transitions
+kept are those of a fixed, exact kernel. (One step size per chain, driven by that chain's own
+acceptance probability, never settles: ``log ε`` keeps swinging by about ``σ_α/γ`` nats, with
+``σ_α ≈ 0.3`` the spread of a single acceptance probability.)
 
 Tempering (Neal 2011, "MCMC using Hamiltonian dynamics" §5.7): with ``h = ⌊n_lf/2⌋``, the
 momentum is multiplied by ``√α`` before each of the first ``h`` steps and divided by ``√α``
@@ -19,19 +37,41 @@ volume-preserving and reversible, so the Metropolis step keeps the target exact.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from rhvae.interfaces import Array, Backend
-from rhvae.math.metric import MetricSpec, MetricState, local_metric, metric_tensor, weighted_gradient
+from rhvae.math.metric import (MetricSpec, MetricState, local_metric, metric_tensor, packed_matrices, symmetric_inner,
+                               unpack_symmetric, weighted_gradient)
+
+LogDensity = Callable[[Backend, Array], tuple[Array, Array]]
+"""A target: ``(B, z (B, d)) -> (log π(z) (B,), ∇ log π(z) (B, d))``, up to a constant."""
 
 
 class VolumeTarget(NamedTuple):
-    """The frozen metric ``G⁻¹`` that defines the target, and its settings."""
+    """``π ∝ √det G⁻¹``: the frozen metric that defines it, and its settings (improper)."""
 
     state: MetricState
     spec: MetricSpec
+
+    def __call__(self, B: Backend, z: Array) -> tuple[Array, Array]:
+        return log_volume_and_grad(B, self, z)
+
+
+class CentroidTarget(NamedTuple):
+    """``π ∝ √det(G⁻¹ - λI)``, the volume the centroids support (proper); see the module notes."""
+
+    state: MetricState
+    spec: MetricSpec
+
+    def __call__(self, B: Backend, z: Array) -> tuple[Array, Array]:
+        return log_centroid_volume_and_grad(B, self, z)
+
+
+TARGETS = {"centroids": CentroidTarget, "volume": VolumeTarget}
 
 
 def log_volume_and_grad(B: Backend, target: VolumeTarget, z: Array) -> tuple[Array, Array]:
@@ -39,6 +79,27 @@ def log_volume_and_grad(B: Backend, target: VolumeTarget, z: Array) -> tuple[Arr
     metric = local_metric(B, z, target.state, target.spec)
     return -0.5 * metric.logdet_G, weighted_gradient(B, z, metric_tensor(B, metric), metric, target.state,
                                                      target.spec)
+
+
+def log_centroid_volume_and_grad(B: Backend, target: CentroidTarget, z: Array) -> tuple[Array, Array]:
+    """``(½ log det A(z) - (d/2) log a, its gradient)`` for ``A = a Σ_i M_i w_i``, ``(B,)`` and
+    ``(B, d)``, with the nearest centroid factored out (module notes). Sums over all ``N``
+    centroids at once (memory ``O(B N)``)."""
+    xp, state, spec = B.xp, target.state, target.spec
+    c = state.centroids
+    inv_t2 = 1.0 / (spec.T * spec.T)
+    log_w = (xp.matmul(z * (2.0 * inv_t2), c.mT) - inv_t2 * xp.sum(z * z, axis=-1)[:, None]
+             - inv_t2 * xp.sum(c * c, axis=-1)[None, :])
+    m = xp.amax(log_w, axis=-1, keepdims=True)
+    w = xp.exp(log_w - m)  # the nearest centroid has weight 1
+    d = z.shape[-1]
+    A = unpack_symmetric(B, xp.matmul(w, packed_matrices(B, state)), d)
+    inv_chol = B.inverse_cholesky(A)
+    logdet_inv = 2.0 * xp.sum(xp.log(xp.linalg.diagonal(inv_chol)), axis=-1)  # log det Ã⁻¹
+    A_inv = xp.einsum("bki,bkj->bij", inv_chol, inv_chol)
+    s = symmetric_inner(B, A_inv, packed_matrices(B, state)) * w
+    grad = -inv_t2 * (z * xp.sum(s, axis=-1, keepdims=True) - xp.matmul(s, c))
+    return 0.5 * (d * m[:, 0] - logdet_inv), grad
 
 
 def tempering_factors(n_lf: int, beta0: float) -> tuple[np.ndarray, np.ndarray]:
@@ -54,35 +115,80 @@ def tempering_factors(n_lf: int, beta0: float) -> tuple[np.ndarray, np.ndarray]:
     return before, after
 
 
-def trajectory(B: Backend, target: VolumeTarget, z: Array, momentum: Array, eps: float,
+def trajectory(B: Backend, target: LogDensity, z: Array, momentum: Array, eps: float | Array,
                before: Array, after: Array, start: tuple[Array, Array] | None = None) -> tuple[Array, Array, Array]:
-    """``len(before)`` leapfrog steps on ``U = -log p``, momentum scaled by ``before[k]`` and ``after[k]``
-    around step ``k``; reversible: from ``(z', -p')`` it returns to ``(z, -p)``. ``start``:
-    :func:`log_volume_and_grad` at ``z`` when known. Returns ``(z', p', log p(z'))``."""
-    log_p, grad = log_volume_and_grad(B, target, z) if start is None else start
+    """``len(before)`` leapfrog steps on ``U = -log π``, momentum scaled by ``before[k]`` and ``after[k]``
+    around step ``k``; ``eps`` a number or one step size per chain ``(B, 1)``; reversible: from
+    ``(z', -p')`` it returns to ``(z, -p)``. ``start``: ``target(B, z)`` when known. Returns
+    ``(z', p', log π(z'))``."""
+    log_p, grad = target(B, z) if start is None else start
 
     def step(k, carry):
         zz, p, g, _ = carry
         p = p * before[k] + 0.5 * eps * g
         zz = zz + eps * p
-        lp, g = log_volume_and_grad(B, target, zz)
+        lp, g = target(B, zz)
         return zz, (p + 0.5 * eps * g) * after[k], g, lp
 
     z1, p1, _, log_p1 = B.fori_loop(0, before.shape[0], step, (z, momentum, grad, log_p))
     return z1, p1, log_p1
 
 
-def hmc_transition(B: Backend, target: VolumeTarget, z: Array, momentum: Array, log_u: Array,
-                   eps: float, n_lf: int, beta0: float = 1.0) -> tuple[Array, Array]:
+def hmc_transition(B: Backend, target: LogDensity, z: Array, momentum: Array, log_u: Array,
+                   eps: float | Array, n_lf: int, beta0: float = 1.0) -> tuple[Array, Array, Array]:
     """One HMC transition per chain: ``(z (B, d), momentum (B, d) ~ N(0, I), log_u (B,) = log U(0, 1))``
-    to ``(z_next, accepted)`` with ``accepted`` 1.0 or 0.0 per chain; tempered when ``beta0 < 1``."""
+    to ``(z_next, accepted, accept_prob)``: ``accepted`` 1.0 or 0.0 per chain and
+    ``accept_prob = min(1, exp(H - H'))`` (0 where the trajectory is not finite), the statistic
+    step-size adaptation follows. ``eps``: a number or ``(B,)``, one per chain; tempered when
+    ``beta0 < 1``."""
     xp = B.xp
+    if not isinstance(eps, (int, float)):
+        eps = eps[:, None]
     before, after = (B.constant(f, z.dtype) for f in tempering_factors(n_lf, beta0))
-    start = log_volume_and_grad(B, target, z)
+    start = target(B, z)
     z1, p1, log_p1 = trajectory(B, target, z, momentum, eps, before, after, start)
-    log_p0 = start[0]
-    h0 = -log_p0 + 0.5 * xp.sum(momentum * momentum, axis=-1)
+    h0 = -start[0] + 0.5 * xp.sum(momentum * momentum, axis=-1)
     h1 = -log_p1 + 0.5 * xp.sum(p1 * p1, axis=-1)
-    accept = log_u < (h0 - h1)
-    accepted = xp.where(accept, xp.ones_like(log_u), xp.zeros_like(log_u))
-    return xp.where(accept[:, None], z1, z), accepted
+    log_ratio = h0 - h1
+    finite = xp.isfinite(log_ratio) & xp.all(xp.isfinite(z1), axis=-1)
+    accept = finite & (log_u < log_ratio)
+    ones, zeros = xp.ones_like(log_u), xp.zeros_like(log_u)
+    prob = xp.where(finite, xp.exp(xp.clip(xp.where(finite, log_ratio, zeros), None, 0.0)), zeros)
+    return xp.where(accept[:, None], z1, z), xp.where(accept, ones, zeros), prob
+
+
+class DualAveraging:
+    """A step size by dual averaging (Hoffman & Gelman 2014, Alg. 5), in numpy (any shape: one
+    adaptation per entry).
+
+    With ``μ = log(10 ε0)``, after the ``m``-th acceptance probabilities ``α_m``:
+    ``H̄_m = (1 - 1/(m + t0)) H̄_{m-1} + (δ - α_m)/(m + t0)``, ``log ε_m = μ - √m H̄_m / γ``,
+    ``log ε̄_m = m^{-κ} log ε_m + (1 - m^{-κ}) log ε̄_{m-1}``. ``step`` is the ``ε`` to use next;
+    ``final`` the averaged ``ε̄`` to freeze after warm-up. Defaults ``γ = 0.05, t0 = 10, κ = 0.75``
+    (Stan's).
+    """
+
+    def __init__(self, eps0: float | np.ndarray, target: float, gamma: float = 0.05, t0: float = 10.0,
+                 kappa: float = 0.75) -> None:
+        self.mu = np.log(10.0 * np.asarray(eps0, dtype=float))
+        self.target, self.gamma, self.t0, self.kappa = float(target), gamma, t0, kappa
+        self.m, self.h_bar = 0, np.zeros_like(self.mu)
+        self.log_eps, self.log_eps_bar = np.log(np.asarray(eps0, dtype=float)), np.zeros_like(self.mu)
+
+    @property
+    def step(self) -> np.ndarray:
+        return np.exp(self.log_eps)
+
+    @property
+    def final(self) -> np.ndarray:
+        return np.exp(self.log_eps_bar) if self.m else self.step
+
+    def update(self, accept_prob: float | np.ndarray) -> np.ndarray:
+        """Take the acceptance probabilities of the transition just run; return the next ``ε``."""
+        self.m += 1
+        m, w = self.m, 1.0 / (self.m + self.t0)
+        self.h_bar = (1.0 - w) * self.h_bar + w * (self.target - np.nan_to_num(accept_prob, nan=0.0))
+        self.log_eps = self.mu - math.sqrt(m) / self.gamma * self.h_bar
+        eta = m ** -self.kappa
+        self.log_eps_bar = eta * self.log_eps + (1.0 - eta) * self.log_eps_bar
+        return self.step
