@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the ELBO's noise")
     evaluate.add_argument("--nll-samples", type=int, default=100,
                           help="importance samples per row for -log p(x) (default 100; 0 skips it)")
+    evaluate.add_argument("--quality-samples", type=int, default=500,
+                          help="samples scored by Frechet distance and precision/recall in a classifier's features "
+                               "(default 500; 0 skips it; needs scikit-learn)")
     evaluate.set_defaults(run=_evaluate)
     sample = commands.add_parser("sample", help="generate with the Riemannian sampler (or the prior)")
     sample.add_argument("--run", dest="run_dir", default="runs/latest", help="the folder 'rhvae train' wrote")
@@ -368,7 +371,7 @@ def _prove_writable(out: Path, flag: str) -> None:
         raise RhvaeError(f"{flag} {out}: cannot write there: {exc.strerror or exc}") from None
 
 
-_SAMPLE_FILE = re.compile(r"samples(-\d+)?(\.npz|_grid\.png)$")
+_SAMPLE_FILE = re.compile(r"samples(-\d+)?(\.npz|_grid\.png|_trace\.png)$")
 
 
 def _run_files(folder: Path) -> list[Path]:
@@ -574,23 +577,25 @@ def _run_args(file: Path, meta: dict) -> dict:
 
 
 def _load_run(run: str, which: str = "last"):
-    """``(model, state, args, (x_train, x_test, y_test))`` of the run folder ``rhvae train`` wrote."""
+    """``(model, state, args, (x_train, y_train, x_test, y_test))`` of the run folder ``rhvae train`` wrote."""
     from rhvae import datasets
 
     file = _run_checkpoint(Path(run), which)
     meta = checkpoint.read_metadata(file)
     args = argparse.Namespace(**_run_args(file, meta))
-    x_train, _, x_test, y_test = datasets.load(args.data, args.n_test, args.seed)
+    x_train, y_train, x_test, y_test = datasets.load(args.data, args.n_test, args.seed)
     model = _build_model(args, x_train.shape[1], config=checkpoint.saved_config(meta))
     # the model is rebuilt from the checkpoint's own configuration, so another version's run loads
-    return model, model.load(file, check_version=False), args, (x_train, x_test, y_test)
+    return model, model.load(file, check_version=False), args, (x_train, y_train, x_test, y_test)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     _check_counts(args, ())
     if args.nll_samples < 0:
         raise RhvaeError(f"--nll-samples must be an integer >= 0 (0 skips the NLL); got {args.nll_samples}")
-    model, state, run_args, (_, x_test, _) = _load_run(args.run_dir, args.checkpoint)
+    if args.quality_samples < 0:
+        raise RhvaeError(f"--quality-samples must be an integer >= 0 (0 skips it); got {args.quality_samples}")
+    model, state, run_args, (x_train, y_train, x_test, _) = _load_run(args.run_dir, args.checkpoint)
     elbo = model.elbo(state, x_test, seed=args.seed)
     recon = model.reconstruct(state, x_test)
     mse = float(np.mean((recon - x_test) ** 2))
@@ -600,7 +605,30 @@ def _evaluate(args: argparse.Namespace) -> int:
         nll = model.nll(state, x_test, n_samples=args.nll_samples, seed=args.seed)
         print(f"held-out NLL {float(np.mean(nll)):.3f} nats ({args.nll_samples} importance samples per row)")
     print(f"reconstruction mean squared error {mse:.5f}")
+    if args.quality_samples:
+        _report_quality(model, state, x_train, y_train, x_test, args.quality_samples, args.seed)
     return 0
+
+
+def _report_quality(model, state, x_train, y_train, x_test, n: int, seed: int) -> None:
+    """Fréchet distance and precision/recall of the Riemannian sampler and of the prior against
+    held-out rows, in the features of a classifier trained on the training rows."""
+    from rhvae.sample_quality import FeatureSpace
+
+    if len(np.unique(y_train)) < 2:
+        print("sample quality skipped: the data has no labels to train the feature classifier on")
+        return
+    space = FeatureSpace(x_train, y_train, seed=seed)
+    n = min(n, len(x_test))
+    drawn = {"Riemannian sampler": model.sample(state, n, seed=seed).x,
+             "prior N(0, I)": model.sample_prior(state, n, seed=seed).x,
+             "reconstructions": model.reconstruct(state, x_test[n:2 * n]) if len(x_test) >= 2 * n else None}
+    print(f"sample quality against {n} held-out rows, in the hidden features of an MLP classifier trained on "
+          f"the training rows (training accuracy {space.accuracy:.3f}; not comparable to Inception FID):")
+    for name, x in drawn.items():
+        if x is not None:
+            q = space.compare(x_test[:n], x)
+            print(f"  {name:19s} Frechet distance {q.frechet:8.2f}  precision {q.precision:.3f}  recall {q.recall:.3f}")
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -633,13 +661,15 @@ def _sample(args: argparse.Namespace) -> int:
     write_atomic(out / f"{name}.npz", lambda handle: np.savez(handle, **arrays))
     message = f"wrote {out}/{name}.npz ({args.n} samples"
     message += ")" if args.prior else f", acceptance rate {drawn.acceptance:.3f})"
-    if figures.image_side(drawn.x.shape[1]):
-        try:
+    try:
+        if figures.image_side(drawn.x.shape[1]):
             path = figures.image_grids({"Prior N(0, I)" if args.prior else "Riemannian sampler": drawn.x},
                                        out / f"{name}_grid.png")
-            message += f" and {path}"
-        except rhvae.RhvaeError as exc:
-            message += f"; figure skipped: {exc}"
+            message += f", {path}"
+        if not args.prior and model.config.latent_dim == 2:
+            message += f", {figures.sampler_trace(model, state, drawn, out / f'{name}_trace.png')}"
+    except rhvae.RhvaeError as exc:
+        message += f"; figure skipped: {exc}"
     print(message)
     return 0
 

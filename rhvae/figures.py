@@ -136,3 +136,42 @@ def geodesic_strips(paths: list, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def sampler_trace(model: RHVAE, state: TrainState, samples, path: Path, chains: int = 8, grid: int = 120) -> Path:
+    """The kept trajectories of ``chains`` sampler chains over the heat map of ``log √det G⁻¹(z)``
+    (left; start and end marked), and each latent coordinate against the transition for the same
+    chains (right, with the per-coordinate R-hat when ArviZ gave it). Latent dimension 2 only."""
+    if model.config.latent_dim != 2:
+        raise RhvaeError(f"the sampler trace map needs latent_dim 2; this model has {model.config.latent_dim}")
+    if samples.trace is None:
+        raise RhvaeError("these samples carry no trace (the prior, or samples of another version)")
+    plt = _pyplot()
+    trace = samples.trace[:, :chains]
+    points = samples.trace.reshape(-1, 2)
+    lo, hi = points.min(axis=0) - 1.0, points.max(axis=0) + 1.0
+    u, v = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
+    cells = np.stack([u.ravel(), v.ravel()], axis=1)
+    volume = np.concatenate([-0.5 * model.log_det_metric(state, c) for c in np.array_split(cells, 8)])
+    fig = plt.figure(figsize=(12, 5.2), constrained_layout=True)
+    left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1])
+    ax = left.subplots()
+    mesh = ax.pcolormesh(u, v, volume.reshape(grid, grid), cmap="viridis", shading="auto")
+    left.colorbar(mesh, ax=ax, label="log √det G⁻¹(z)", location="bottom", shrink=0.8)
+    for k in range(trace.shape[1]):
+        ax.plot(trace[:, k, 0], trace[:, k, 1], lw=0.7, color=f"C{k % 10}", alpha=0.9)
+        ax.plot(*trace[0, k], "o", color=f"C{k % 10}", ms=4)
+        ax.plot(*trace[-1, k], "*", color=f"C{k % 10}", ms=9, mec="white", mew=0.5)
+    ax.set(xlabel="z₁", ylabel="z₂", title=f"{trace.shape[1]} chains, {trace.shape[0]} kept transitions "
+                                             f"(o start, ★ end)")
+    axes = right.subplots(2, 1, sharex=True)
+    r_hat = None if samples.diagnostics is None else samples.diagnostics["r_hat"]
+    for j, axj in enumerate(axes):
+        axj.plot(trace[:, :, j], lw=0.7)
+        note = f", R-hat {r_hat[j]:.3f}" if r_hat is not None else ""
+        axj.set(ylabel=f"z{'₁₂'[j]}", title=f"coordinate {j + 1}{note}")
+    axes[-1].set_xlabel("kept transition")
+    fig.suptitle(f"Riemannian sampler: step {samples.step_size:.3g}, acceptance {samples.acceptance:.2f}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -41,6 +41,10 @@ def test_evaluate_reports_the_training_runs_held_out_elbo(run_dir, capsys):
     assert elbo == pytest.approx(last, abs=6e-4)  # printed with 3 decimals
     nll = float(out.split("held-out NLL ")[1].split()[0])
     assert nll <= -elbo + 1e-6            # log-mean-exp of the weights >= their mean
+    assert "sample quality against 300 held-out rows" in out
+    for name in ("Riemannian sampler", "prior N(0, I)"):
+        line = [ln for ln in out.splitlines() if ln.strip().startswith(name)][0]
+        assert float(line.split("Frechet distance")[1].split()[0]) > 0
 
 
 def test_sample_writes_samples_and_reports_acceptance(run_dir, tmp_path, capsys):
@@ -49,6 +53,8 @@ def test_sample_writes_samples_and_reports_acceptance(run_dir, tmp_path, capsys)
     drawn = np.load(tmp_path / "samples.npz")
     assert drawn["x"].shape == (6, 64) and drawn["z"].shape == (6, 2)
     assert (tmp_path / "samples_grid.png").exists()
+    assert (tmp_path / "samples_trace.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert drawn["trace"].shape == (5, 6, 2) and drawn["acceptance_per_chain"].shape == (6,)  # --transitions 5
 
 
 def test_a_missing_run_is_a_one_line_error(tmp_path, capsys):
