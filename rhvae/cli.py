@@ -1,8 +1,10 @@
 """The ``rhvae`` command: ``plugins``, ``info``, ``train``, ``evaluate``, ``sample``, ``bench``.
 
 A subcommand is a ``run(args) -> int`` function plus one ``add_parser`` call in
-:func:`build_parser` that sets ``run`` as its default. Bad arguments and :class:`RhvaeError`
-print one line ``rhvae: error: ...`` to stderr and return 2.
+:func:`build_parser` that sets ``run`` as its default. Bad arguments, every :class:`RhvaeError`
+(bad input is an :class:`~rhvae.errors.InputError`) and a file system error print one line
+``rhvae: error: ...`` to stderr and return 2; any other exception is a bug in rhvae or a
+dependency and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -245,6 +247,23 @@ def _build_model(args: argparse.Namespace, input_dim: int, config: dict | None =
     )
 
 
+def _build_model_naming_flags(args: argparse.Namespace, input_dim: int) -> rhvae.RHVAE:
+    """:func:`_build_model`, with a bad hyper-parameter reported under its flag (``--lr``, not
+    ``learning_rate``)."""
+    from rhvae.errors import InputError, InputTypeError
+
+    flags = {field: flag for flag, (field, _, _) in _HYPER_FLAGS.items()}
+    flags["latent_dim"] = "--latent-dim"
+    try:
+        return _build_model(args, input_dim)
+    except (InputError, InputTypeError) as exc:
+        text = str(exc)
+        named = next((flag for field, flag in flags.items() if text.startswith(f"{field} ")), None)
+        if named is None and text.startswith("hidden sizes"):
+            named = "--hidden/--metric-hidden"
+        raise RhvaeError(f"{named}: {text}" if named else text) from None
+
+
 def _widths(value, fallback=None) -> tuple[int, ...] | None:
     """Hidden widths from a saved or parsed ``--hidden``: a list, or one int (runs before 0.2)."""
     if value is None:
@@ -300,7 +319,7 @@ def _train(args: argparse.Namespace) -> int:
     args.epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
     _check_counts(args, ("epochs", "batch_size", "latent_dim"))
     data = datasets.load(args.data, args.n_test, args.seed)
-    model = _build_model(args, data[0].shape[1])
+    model = _build_model_naming_flags(args, data[0].shape[1])
     parallel = model.data_parallel() if args.distributed else None
     main = parallel is None or parallel.is_main
     out = _prepare_out(args) if main else None  # before any training: a bad --out costs nothing
@@ -780,7 +799,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parse(argv)
         return args.run(args)
-    except (_UsageError, RhvaeError, ValueError, TypeError) as exc:  # bad input: one line, no traceback
+    except (_UsageError, RhvaeError) as exc:  # bad input: one line, no traceback
         print(f"rhvae: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a file or folder the command was pointed at

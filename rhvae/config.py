@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from rhvae.errors import InputError, InputTypeError
 from rhvae.math.elbo import INTEGRATORS
 from rhvae.math.metric import REDUCTIONS
 from rhvae.validation import check_count as _count
@@ -21,9 +22,9 @@ def _prefactor(name: str, value) -> tuple[float, float, float]:
     try:
         values = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be 3 real numbers; got {value!r}") from None
+        raise InputTypeError(f"{name} must be 3 real numbers; got {value!r}") from None
     if len(values) != 3 or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"{name} must be 3 finite numbers; got {value!r}")
+        raise InputError(f"{name} must be 3 finite numbers; got {value!r}")
     return values
 
 
@@ -87,24 +88,24 @@ class RHVAEConfig:
             set_(self, name, _positive(name, getattr(self, name)))
         beta0 = _positive("beta0", self.beta0)
         if beta0 > 1:
-            raise ValueError(f"beta0 must lie in (0, 1]; got {beta0!r}")
+            raise InputError(f"beta0 must lie in (0, 1]; got {beta0!r}")
         set_(self, "beta0", beta0)
         if self.reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}; got {self.reduction!r}")
+            raise InputError(f"reduction must be one of {REDUCTIONS}; got {self.reduction!r}")
         if self.centroid_chunk is not None:
             set_(self, "centroid_chunk", _count("centroid_chunk", self.centroid_chunk))
         weight_tol = float(self.weight_tol)
         if not 0.0 <= weight_tol < 1.0:
-            raise ValueError(f"weight_tol must lie in [0, 1); got {self.weight_tol!r}")
+            raise InputError(f"weight_tol must lie in [0, 1); got {self.weight_tol!r}")
         set_(self, "weight_tol", weight_tol)
         if self.integrator not in INTEGRATORS:
-            raise ValueError(f"integrator must be one of {INTEGRATORS}; got {self.integrator!r}")
+            raise InputError(f"integrator must be one of {INTEGRATORS}; got {self.integrator!r}")
         for name in ("truncate_gradients", "guard_fixed_point", "reweight_frozen_metric"):
             if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool; got {type(getattr(self, name)).__name__}")
+                raise InputTypeError(f"{name} must be a bool; got {type(getattr(self, name)).__name__}")
         if self.M_max is not None:
             set_(self, "M_max", _positive("M_max", self.M_max))
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}; got {self.dtype!r}")
+            raise InputError(f"dtype must be one of {DTYPES}; got {self.dtype!r}")
         set_(self, "logp_prefactor", _prefactor("logp_prefactor", self.logp_prefactor))
         set_(self, "logq_prefactor", _prefactor("logq_prefactor", self.logq_prefactor))

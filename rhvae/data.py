@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from rhvae.errors import InputError, InputTypeError
 from rhvae import validation
 
 
@@ -35,7 +36,7 @@ class _Shards:
         self.shards = list(shards)
         widths = {tuple(s.shape[1:]) for s in self.shards}
         if len(widths) != 1:
-            raise ValueError(f"shards must have the same trailing shape; got {sorted(widths)}")
+            raise InputError(f"shards must have the same trailing shape; got {sorted(widths)}")
         self.offsets = np.cumsum([0] + [s.shape[0] for s in self.shards])
         self.shape = (int(self.offsets[-1]), *self.shards[0].shape[1:])
         self.dtype = np.result_type(*(s.dtype for s in self.shards))
@@ -53,12 +54,12 @@ def _load_npy(path: str | os.PathLike, name: str) -> np.ndarray:
     """The ``.npy`` file at ``path``, memory-mapped; a string that is no such file is an error that
     says so (a string is read as a path, never as data)."""
     if not str(path).endswith(".npy") or not os.path.isfile(path):
-        raise ValueError(f"{name}: a string or path is read as a .npy file of rows; {str(path)!r} is not an "
+        raise InputError(f"{name}: a string or path is read as a .npy file of rows; {str(path)!r} is not an "
                          f"existing .npy file (pass an array for data)")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as exc:
-        raise ValueError(f"{name}: cannot read {str(path)!r} as a .npy array without pickle: {exc}") from None
+        raise InputError(f"{name}: cannot read {str(path)!r} as a .npy array without pickle: {exc}") from None
 
 
 class Rows:
@@ -78,13 +79,13 @@ class Rows:
             return
         shape = tuple(data.shape)
         if len(shape) != 2:
-            raise ValueError(f"{name} must have 2 dimensions (rows, {features}); got shape {shape}")
+            raise InputError(f"{name} must have 2 dimensions (rows, {features}); got shape {shape}")
         if shape[0] == 0:
-            raise ValueError(f"{name} is empty (shape {shape}); need at least one row")
+            raise InputError(f"{name} is empty (shape {shape}); need at least one row")
         if shape[1] != features:
-            raise ValueError(f"{name} has {shape[1]} {feature_name}; {expected_by} expects {features}")
+            raise InputError(f"{name} has {shape[1]} {feature_name}; {expected_by} expects {features}")
         if np.dtype(data.dtype).kind != "f":
-            raise TypeError(f"{name} has dtype {data.dtype}; expected floating point data")
+            raise InputTypeError(f"{name} has dtype {data.dtype}; expected floating point data")
         self.data, self.lazy = data, True
 
     def _check_support(self, arr: np.ndarray) -> None:
@@ -116,7 +117,7 @@ class Rows:
         rows = np.asarray(self.data[unique], dtype=self.dtype)
         if not np.all(np.isfinite(rows)):
             bad = unique[~np.all(np.isfinite(rows), axis=1)]
-            raise ValueError(f"{self.name} contains NaN or infinite values in row(s) {bad[:5].tolist()}")
+            raise InputError(f"{self.name} contains NaN or infinite values in row(s) {bad[:5].tolist()}")
         self._check_support(rows)
         return rows[inverse]
 

@@ -7,6 +7,15 @@ class RhvaeError(Exception):
     """Base class of every rhvae error; the CLI prints these as one line, exit code 2."""
 
 
+class InputError(RhvaeError, ValueError):
+    """A bad value given to rhvae: an argument, data, a configuration field, a device; the message
+    names it, what was expected and what arrived. The command line prints it as one line."""
+
+
+class InputTypeError(RhvaeError, TypeError):
+    """An argument of the wrong type; the message names it, what was expected and what arrived."""
+
+
 class PluginLoadError(RhvaeError, ImportError):
     """A plugin or a lazy component factory failed to import; the original error is ``__cause__``."""
 

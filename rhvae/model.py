@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from rhvae import checkpoint, validation
 from rhvae.config import RHVAEConfig
-from rhvae.errors import RhvaeError
+from rhvae.errors import InputError, InputTypeError, RhvaeError
 from rhvae.data import Rows
 from rhvae.diagnostics import chain_diagnostics
 from rhvae.interfaces import Array, Backend, DataParallel, PreparedGradH
@@ -153,11 +153,11 @@ class RHVAE:
         aetk = c.integrator == "aetk"
         self.metric_spec = MetricSpec(c.T, c.lam, c.reduction, c.centroid_chunk, c.weight_tol, c.M_max)
         if aetk and isinstance(self.components.grad_h, PreparedGradH):
-            raise ValueError(f"integrator='aetk' differentiates AutoEncoderToolkit.jl's frozen Hamiltonian, "
+            raise InputError(f"integrator='aetk' differentiates AutoEncoderToolkit.jl's frozen Hamiltonian, "
                              f"which grad_h={self.components.grad_h!r} does not support; "
                              f"use grad_h='finite' (its default) or 'autodiff'")
         if aetk and c.truncate_gradients:
-            raise ValueError("truncate_gradients applies to integrator='implicit' only")
+            raise InputError("truncate_gradients applies to integrator='implicit' only")
         self.flow = elbo_math.Flow(
             eps=c.eps, steps=c.steps, beta0=c.beta0,
             momentum_scales=elbo_math.momentum_scales(self.betas),
@@ -203,12 +203,12 @@ class RHVAE:
         rows_in = self._rows(x, "x")
         if x_out is None:
             if self.config.output_dim != self.config.input_dim:
-                raise ValueError("x_out is required when output_dim differs from input_dim")
+                raise InputError("x_out is required when output_dim differs from input_dim")
             likelihood = self.components.decoder.likelihood
             return rows_in, rows_in.as_target(getattr(likelihood, "support", None), likelihood)
         rows_out = self._rows(x_out, "x_out", target=True)
         if len(rows_out) != len(rows_in):
-            raise ValueError(f"x_out has {len(rows_out)} rows; x has {len(rows_in)}")
+            raise InputError(f"x_out has {len(rows_out)} rows; x has {len(rows_in)}")
         return rows_in, rows_out
 
     def data_parallel(self) -> DataParallel:
@@ -228,9 +228,9 @@ class RHVAE:
         try:
             arr = np.asarray(validation.to_numpy(z), dtype=float)
         except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a latent point of shape ({d},); got {type(z).__name__}") from None
+            raise InputTypeError(f"{name} must be a latent point of shape ({d},); got {type(z).__name__}") from None
         if arr.shape not in ((d,), (1, d)):
-            raise ValueError(f"{name} must be a latent point of shape ({d},); got shape {arr.shape}")
+            raise InputError(f"{name} must be a latent point of shape ({d},); got shape {arr.shape}")
         return arr.reshape(d)
 
     def _noise(self, n: int, noise: Noise | None, seed: int | tuple) -> Noise:
@@ -240,7 +240,7 @@ class RHVAE:
             return Noise(eps_rng.standard_normal((n, d)), xi_rng.standard_normal((n, d)))
         for name, arr in zip(("noise.eps", "noise.xi"), noise):
             if np.shape(arr) != (n, d):
-                raise ValueError(f"{name} must have shape ({n}, {d}); got {np.shape(arr)}")
+                raise InputError(f"{name} must have shape ({n}, {d}); got {np.shape(arr)}")
         return Noise(*noise)
 
     def _metric(self, state: TrainState) -> MetricState:
@@ -281,16 +281,16 @@ class RHVAE:
     def _centroid_data(self, centroids: Any, data: Any | None, seed: int) -> Array | None:
         if isinstance(centroids, str):
             if centroids != "batch":
-                raise ValueError(f"centroids must be 'batch', an array or a count; got {centroids!r}")
+                raise InputError(f"centroids must be 'batch', an array or a count; got {centroids!r}")
             return None
         if isinstance(centroids, (int, np.integer)) and not isinstance(centroids, bool):
             if centroids < 1:
-                raise ValueError(f"centroids must be at least 1 point; got {centroids}")
+                raise InputError(f"centroids must be at least 1 point; got {centroids}")
             if data is None:
-                raise ValueError(f"centroids={centroids} (a count) needs data= to draw them from")
+                raise InputError(f"centroids={centroids} (a count) needs data= to draw them from")
             pool = self._rows(data, "data")  # a memory-mapped file is read only at the chosen rows
             if centroids > len(pool):
-                raise ValueError(f"centroids={centroids} exceeds the {len(pool)} rows of data")
+                raise InputError(f"centroids={centroids} exceeds the {len(pool)} rows of data")
             rng = np.random.default_rng((seed, _CENTROID_STREAM))
             return self._array(pool.read(rng.choice(len(pool), centroids, replace=False)))
         return self._array(self._data(centroids, "centroids"))
@@ -315,7 +315,7 @@ class RHVAE:
         batch_size = validation.check_count("batch_size", batch_size)
         if x is None:
             if state.centroid_data is None:
-                raise ValueError("centroids='batch' has no fixed centroid data: pass x to refresh_metric")
+                raise InputError("centroids='batch' has no fixed centroid data: pass x to refresh_metric")
             data = state.centroid_data
             n, read = data.shape[0], lambda idx: data[int(idx[0]):int(idx[-1]) + 1]
         else:
@@ -330,7 +330,7 @@ class RHVAE:
         fn = self._compile("metric", lambda: lambda p, xb: tuple(
             B.stop_gradient(a) for a in elbo_math.metric_from_data(B, parts, p, xb, M_max=M_max)))
         if parallel is not None and n < parallel.world_size:
-            raise ValueError(f"{n} centroid row(s) cannot be shared by {parallel.world_size} processes")
+            raise InputError(f"{n} centroid row(s) cannot be shared by {parallel.world_size} processes")
         share = parallel.local_rows(n) if parallel is not None else slice(0, n)
         chunks = [fn(state.params, read(np.arange(i, min(i + batch_size, share.stop))))
                   for i in range(share.start, share.stop, batch_size)]
@@ -473,11 +473,11 @@ class RHVAE:
         beta0 = validation.check_positive("beta0", beta0)
         target_accept = validation.check_positive("target_accept", target_accept)
         if beta0 > 1:
-            raise ValueError(f"beta0 must lie in (0, 1]; got {beta0!r}")
+            raise InputError(f"beta0 must lie in (0, 1]; got {beta0!r}")
         if target_accept >= 1:
-            raise ValueError(f"target_accept must lie in (0, 1); got {target_accept!r}")
+            raise InputError(f"target_accept must lie in (0, 1); got {target_accept!r}")
         if target not in sampler_math.TARGETS:
-            raise ValueError(f"target must be one of {tuple(sampler_math.TARGETS)}; got {target!r}")
+            raise InputError(f"target must be one of {tuple(sampler_math.TARGETS)}; got {target!r}")
         sampler_math.tempering_factors(n_lf, beta0)  # checks n_lf >= 2 when tempering
         metric, spec, B, d = self._metric(state), self.metric_spec, self.backend, self.config.latent_dim
         make_target = sampler_math.TARGETS[target]
@@ -695,7 +695,7 @@ class RHVAE:
         xo = self._data(x, "x", target=True)
         zz, rr = self._latent(z, "z"), self._latent(rho, "rho")
         if not xo.shape[0] == zz.shape[0] == rr.shape[0]:
-            raise ValueError(f"x, z and rho must have the same number of rows; got "
+            raise InputError(f"x, z and rho must have the same number of rows; got "
                              f"{xo.shape[0]}, {zz.shape[0]}, {rr.shape[0]}")
         return self._array(xo), self._array(zz), self._array(rr)
 
@@ -753,9 +753,9 @@ def _padded_chunks(n: int, size: int) -> list[tuple[np.ndarray, int]]:
 def _check_betas(betas: Any, config: RHVAEConfig) -> np.ndarray:
     betas = np.asarray(betas, dtype=np.float64)
     if betas.shape != (config.K + 1,):
-        raise ValueError(f"the tempering schedule returned shape {betas.shape}; expected ({config.K + 1},)")
+        raise InputError(f"the tempering schedule returned shape {betas.shape}; expected ({config.K + 1},)")
     if not np.all(np.isfinite(betas)) or np.any(betas <= 0):
-        raise ValueError(f"the tempering schedule returned non-positive or non-finite values: {betas}")
+        raise InputError(f"the tempering schedule returned non-positive or non-finite values: {betas}")
     if not np.isclose(betas[0], config.beta0, rtol=1e-12, atol=0):
-        raise ValueError(f"the tempering schedule must start at beta0={config.beta0}; got {betas[0]}")
+        raise InputError(f"the tempering schedule must start at beta0={config.beta0}; got {betas[0]}")
     return betas

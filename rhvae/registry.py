@@ -34,6 +34,8 @@ from rhvae.errors import (
     BackendUnavailableError,
     DuplicateComponentError,
     DuplicatePluginError,
+    InputError,
+    InputTypeError,
     PluginLoadError,
     ProtocolError,
     RhvaeError,
@@ -145,11 +147,11 @@ def _check_backends(kind: str, name: str, backends: Any) -> tuple[str, ...] | No
     if backends is None:
         return None
     if not isinstance(backends, (tuple, list)) or not all(isinstance(b, str) and b for b in backends):
-        raise TypeError(
+        raise InputTypeError(
             f"backends of {kind} {name!r} must be None (every backend) or a tuple of backend names, got {backends!r}"
         )
     if not backends:
-        raise ValueError(f"backends of {kind} {name!r} is empty; pass None for a component neutral to every backend")
+        raise InputError(f"backends of {kind} {name!r} is empty; pass None for a component neutral to every backend")
     return tuple(backends)
 
 
@@ -189,9 +191,9 @@ class Registry:
         """Register ``factory`` as the ``kind`` component ``name``, attributed to the current plugin."""
         self._check_kind(kind)
         if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"{kind} name {name!r} is not a Python identifier (e.g. 'student_t')")
+            raise InputError(f"{kind} name {name!r} is not a Python identifier (e.g. 'student_t')")
         if not (callable(factory) or (isinstance(factory, str) and _is_lazy_reference(factory))):
-            raise TypeError(f"factory of {kind} {name!r} must be a callable or a 'module:attr' string, got {factory!r}")
+            raise InputTypeError(f"factory of {kind} {name!r} must be a callable or a 'module:attr' string, got {factory!r}")
         plugin, distribution, version = self._current
         spec = ComponentSpec(
             kind, name, factory, _check_backends(kind, name, backends), doc, plugin, distribution, version
@@ -302,7 +304,7 @@ class Registry:
                 impl.function(**{arg: hook_kwargs[arg] for arg in impl.argnames})
         except Exception as exc:
             self.unregister_plugin(name)
-            if isinstance(exc, RhvaeError):
+            if isinstance(exc, (DuplicateComponentError, PluginLoadError)):  # these name the plugin already
                 raise
             raise PluginLoadError(
                 f"plugin {name!r} from {source} failed in rhvae_register: {type(exc).__name__}: {exc}"
@@ -314,7 +316,7 @@ class Registry:
     def unregister_plugin(self, name: str) -> None:
         """Remove plugin ``name`` and every component it registered."""
         if name not in self._plugins:
-            raise ValueError(f"no plugin {name!r} is registered; registered: {', '.join(self._plugins) or 'none'}")
+            raise InputError(f"no plugin {name!r} is registered; registered: {', '.join(self._plugins) or 'none'}")
         self._pm.unregister(name=name)
         del self._plugins[name]
         self._specs = {key: spec for key, spec in self._specs.items() if spec.plugin != name}
@@ -353,7 +355,7 @@ class Registry:
         if kind not in PROTOCOLS:
             close = difflib.get_close_matches(str(kind), KINDS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown component kind {kind!r}{hint}; expected one of {', '.join(KINDS)}")
+            raise InputError(f"unknown component kind {kind!r}{hint}; expected one of {', '.join(KINDS)}")
 
     def _unknown_message(self, kind: str, name: str) -> str:
         names = self.names(kind)

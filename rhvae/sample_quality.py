@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rhvae.errors import RhvaeError
+from rhvae.errors import InputError, RhvaeError
 
 
 def _sym_sqrt(a: np.ndarray) -> np.ndarray:
@@ -90,7 +90,7 @@ class FeatureSpace:
         """:class:`SampleQuality` of ``generated`` against ``real`` (the first ``min`` rows of each)."""
         n = min(len(real), len(generated))
         if n < 2:
-            raise ValueError(f"sample quality needs at least 2 rows on each side; got {len(real)} and {len(generated)}")
+            raise InputError(f"sample quality needs at least 2 rows on each side; got {len(real)} and {len(generated)}")
         f_real, f_gen = self.features(real[:n]), self.features(generated[:n])
         precision, recall = precision_recall(f_real, f_gen, k)
         return SampleQuality(frechet_distance(f_real, f_gen), precision, recall, n)

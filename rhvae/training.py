@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from rhvae.errors import BadBatchError, TrainingDivergedError, TrainingInterrupted
+from rhvae.errors import BadBatchError, InputError, TrainingDivergedError, TrainingInterrupted
 from rhvae.model import Noise
 
 if TYPE_CHECKING:
@@ -50,9 +50,9 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
     the last completed step.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}")
+        raise InputError(f"epochs must be an integer >= 1; got {epochs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+        raise InputError(f"batch_size must be an integer >= 1; got {batch_size!r}")
     rows_in, rows_out = model._pair_rows(x, x_out)
     val = None
     if validation_data is not None:

@@ -10,6 +10,7 @@ import operator
 from typing import Any
 
 import numpy as np
+from rhvae.errors import InputError, InputTypeError
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -25,23 +26,23 @@ def check_array(x: Any, name: str, features: int, dtype: str, *, feature_name: s
     try:
         arr = to_numpy(x)
     except Exception as exc:
-        raise TypeError(f"{name} must be an array of shape (batch, {features}); got {type(x).__name__}") from exc
+        raise InputTypeError(f"{name} must be an array of shape (batch, {features}); got {type(x).__name__}") from exc
     if arr.dtype == object:
-        raise TypeError(f"{name} must be a numeric array; got dtype object")
+        raise InputTypeError(f"{name} must be a numeric array; got dtype object")
     if arr.dtype.kind != "f":
-        raise TypeError(
+        raise InputTypeError(
             f"{name} has dtype {arr.dtype}; expected floating point data "
             f"(convert it, e.g. x.astype('float32') / 255 for 8-bit images)"
         )
     if arr.ndim != 2:
-        raise ValueError(f"{name} must have 2 dimensions (batch, {features}); got shape {arr.shape}")
+        raise InputError(f"{name} must have 2 dimensions (batch, {features}); got shape {arr.shape}")
     if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape}); need at least one row")
+        raise InputError(f"{name} is empty (shape {arr.shape}); need at least one row")
     if arr.shape[1] != features:
-        raise ValueError(f"{name} has {arr.shape[1]} {feature_name}; {expected_by} expects {features}")
+        raise InputError(f"{name} has {arr.shape[1]} {feature_name}; {expected_by} expects {features}")
     if not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+        raise InputError(f"{name} contains {bad} NaN or infinite value(s)")
     return arr.astype(dtype, copy=False)
 
 
@@ -50,7 +51,7 @@ def check_support(x: np.ndarray, name: str, support: tuple[float, float], likeli
     lo, hi = support
     xmin, xmax = float(x.min()), float(x.max())
     if xmin < lo or xmax > hi:
-        raise ValueError(
+        raise InputError(
             f"{name} has values in [{xmin:g}, {xmax:g}]; the {likelihood!r} likelihood expects [{lo:g}, {hi:g}]"
         )
 
@@ -60,9 +61,9 @@ def check_positive(name: str, value: Any) -> float:
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number; got {value!r}") from None
+        raise InputTypeError(f"{name} must be a real number; got {value!r}") from None
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+        raise InputError(f"{name} must be a finite number > 0; got {value!r}")
     return value
 
 
@@ -73,9 +74,9 @@ def check_count(name: str, value: Any, minimum: int = 1) -> int:
             raise TypeError
         value = operator.index(value)
     except TypeError:
-        raise TypeError(f"{name} must be an integer; got {value!r}") from None
+        raise InputTypeError(f"{name} must be an integer; got {value!r}") from None
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+        raise InputError(f"{name} must be >= {minimum}; got {value}")
     return value
 
 

@@ -60,7 +60,10 @@ def bad_files(tmp_path):
     (["train", "--data", "digits", "--seed", "-2"], "--seed must be an integer >= 0; got -2"),
     (["train", "--data", "digits", "--batch-size", "0"], "--batch-size must be an integer >= 1; got 0"),
     (["train", "--data", "digits", "--centroids", "many"], "--centroids must be 'batch' or a number"),
-    (["train", "--data", "digits", "--beta0", "2"], "beta0 must lie in (0, 1]; got 2.0"),
+    (["train", "--data", "digits", "--beta0", "2"], "--beta0: beta0 must lie in (0, 1]; got 2.0"),
+    (["train", "--data", "digits", "--lr", "-1"], "--lr: learning_rate must be a finite number > 0; got -1.0"),
+    (["train", "--data", "digits", "--K", "0"], "--K: K must be >= 1; got 0"),
+    (["train", "--data", "digits", "--hidden", "0"], "--hidden/--metric-hidden: hidden sizes must be positive"),
     (["evaluate", "--run", "{dir}/none"], "run folder {dir}/none does not exist"),
     (["sample", "--run", "{dir}", "--n", "0"], "--n must be an integer >= 1; got 0"),
 ])

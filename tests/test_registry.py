@@ -297,7 +297,7 @@ def test_failing_hook_is_wrapped_with_its_plugin_and_rolled_back(registry):
 
 
 def test_invalid_add_inside_a_hook_names_the_plugin(registry):
-    expected = "plugin 'p' from p-dist 1.0 failed in rhvae_register: ValueError: prior name 'a-b'"
+    expected = "plugin 'p' from p-dist 1.0 failed in rhvae_register: InputError: prior name 'a-b'"
     with pytest.raises(PluginLoadError, match=expected) as info:
         registry.register_plugin(add_priors("a-b"), "p", distribution="p-dist", version="1.0")
     assert isinstance(info.value.__cause__, ValueError)

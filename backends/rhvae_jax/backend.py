@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rhvae.errors import InputError
 from rhvae_jax import linalg
 
 _ACTIVATIONS: dict[str, Callable] = {
@@ -40,7 +41,7 @@ class JaxBackend:
         try:
             self.device = jax.local_devices(backend=platform)[int(index or 0)]
         except (RuntimeError, IndexError) as exc:
-            raise ValueError(f"device {device!r} requested but jax has none: {exc}") from None
+            raise InputError(f"device {device!r} requested but jax has none: {exc}") from None
         self.compile = compile
         self.version = jax.__version__
 
@@ -49,7 +50,7 @@ class JaxBackend:
 
     def asarray(self, x: Any, dtype: str) -> jax.Array:
         if dtype == "float64" and not jax.config.jax_enable_x64:
-            raise ValueError(
+            raise InputError(
                 "dtype 'float64' on the jax backend needs x64: call "
                 "jax.config.update('jax_enable_x64', True) before creating arrays"
             )
@@ -116,7 +117,7 @@ class JaxBackend:
         try:
             return _ACTIVATIONS[name]
         except KeyError:
-            raise ValueError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}") from None
+            raise InputError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}") from None
 
     def synchronize(self, x: Any) -> Any:
         return jax.block_until_ready(x)

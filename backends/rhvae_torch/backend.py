@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils._pytree import tree_map
+from rhvae.errors import InputError
 
 _ACTIVATIONS: dict[str, Callable] = {
     "relu": torch.relu,
@@ -88,9 +89,9 @@ class TorchBackend:
         if device == "gpu":
             device = "cuda"
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
+            raise InputError(f"device {device!r} requested but torch sees no CUDA device")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a positive integer or None; got {threads!r}")
+            raise InputError(f"threads must be a positive integer or None; got {threads!r}")
         self.device = torch.device(device)
         if self.device.type == "cpu":
             wanted = threads if threads is not None else min(torch.get_num_threads(), default_threads())
@@ -163,7 +164,7 @@ class TorchBackend:
         try:
             return _ACTIVATIONS[name]
         except KeyError:
-            raise ValueError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}") from None
+            raise InputError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}") from None
 
     def synchronize(self, x: Any) -> Any:
         if self.device.type == "cuda":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rhvae.errors import InputError
 from rhvae.interfaces import Array, Backend
 from rhvae.math import gradients
 from rhvae.math.metric import inverse_metric
@@ -35,7 +36,7 @@ class FiniteDifference:
 
     def __init__(self, step: float | None = None) -> None:
         if step is not None and not step > 0:
-            raise ValueError(f"step must be > 0; got {step!r}")
+            raise InputError(f"step must be > 0; got {step!r}")
         self.step = step
 
     def __repr__(self) -> str:

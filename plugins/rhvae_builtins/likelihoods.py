@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from rhvae.errors import InputError
 from rhvae.interfaces import Array, Backend
 
 
@@ -31,7 +32,7 @@ class Gaussian:
 
     def __init__(self, sigma: float = 1.0) -> None:
         if not sigma > 0:
-            raise ValueError(f"sigma must be > 0; got {sigma!r}")
+            raise InputError(f"sigma must be > 0; got {sigma!r}")
         self.sigma = float(sigma)
 
     def __repr__(self) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rhvae.errors import InputError
 from rhvae.interfaces import Array, Backend, Likelihood, Params
 
 
@@ -43,9 +44,9 @@ class MLP:
     def __init__(self, hidden: Sequence[int] = (512,), activation: str = "relu", init: str = "fan_in") -> None:
         self.hidden = tuple(int(h) for h in hidden)
         if any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden sizes must be positive integers; got {hidden!r}")
+            raise InputError(f"hidden sizes must be positive integers; got {hidden!r}")
         if init not in INITS:
-            raise ValueError(f"init must be one of {sorted(INITS)}; got {init!r}")
+            raise InputError(f"init must be one of {sorted(INITS)}; got {init!r}")
         self.activation = activation
         self.init_name = init
 

@@ -43,6 +43,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rhvae.errors import InputError
 from rhvae.interfaces import Array, Backend
 from rhvae.math.metric import (MetricSpec, MetricState, local_metric, metric_tensor, packed_matrices, symmetric_inner,
                                unpack_symmetric, weighted_gradient)
@@ -109,7 +110,7 @@ def tempering_factors(n_lf: int, beta0: float) -> tuple[np.ndarray, np.ndarray]:
     h = n_lf // 2
     if beta0 != 1.0:
         if h == 0:
-            raise ValueError(f"tempering (beta0={beta0}) needs n_lf >= 2 leapfrog steps; got n_lf={n_lf}")
+            raise InputError(f"tempering (beta0={beta0}) needs n_lf >= 2 leapfrog steps; got n_lf={n_lf}")
         root_alpha = beta0 ** (-0.5 / h)
         before[:h], after[n_lf - h:] = root_alpha, 1.0 / root_alpha
     return before, after
