@@ -27,7 +27,8 @@ from rhvae.math.hamiltonian import Hamiltonian
 from rhvae.math.leapfrog import leapfrog_step
 from rhvae.math.metric import MetricSpec, MetricState, local_metric, metric_tensor
 from rhvae.optim import Adam
-from rhvae.probe import probe
+from rhvae.probe import PROBES
+from rhvae.probe import probe as run_probe
 from rhvae.registry import Registry, get_registry
 from rhvae.tree import flatten, tree_map
 
@@ -108,7 +109,8 @@ class RHVAE:
     (``K eps beta0 steps T lam reduction logp_prefactor logq_prefactor learning_rate dtype``).
     ``compile``: compile every step and evaluation (the default: JAX yes, torch no; on torch it
     is ``torch.compile``, which costs a minute or more per function on a small CPU and then
-    trains 2–3× faster).
+    trains 2–3× faster). ``probe``: check every component on a probe batch when the model is
+    built (:mod:`rhvae.probe`; ``"full"``, ``"shapes"`` or ``"off"``).
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class RHVAE:
         device: str = "cpu",
         compile: bool | None = None,
         registry: Registry | None = None,
+        probe: str = "full",
         **hyper: Any,
     ) -> None:
         self.config = RHVAEConfig(input_dim=input_dim, latent_dim=latent_dim, **hyper)
@@ -168,7 +171,9 @@ class RHVAE:
         )
         self.optimizer = Adam(lr=c.learning_rate)
         self._compiled: dict[str, Callable] = {}
-        probe(self, reg)
+        if probe not in PROBES:
+            raise InputError(f"probe must be one of {PROBES}; got {probe!r}")
+        run_probe(self, reg, probe)
 
     def __repr__(self) -> str:
         c = self.components

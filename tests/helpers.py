@@ -8,8 +8,13 @@ from rhvae.model import RHVAE
 
 def small_model(backend: str = "torch", device: str = "cpu", *, input_dim: int = 10, latent_dim: int = 2,
                 hidden: int = 12, decoder: str = "bernoulli_mlp", **hyper) -> RHVAE:
-    """An RHVAE with one small tanh hidden layer per network (smooth, so finite differences are clean)."""
+    """An RHVAE with one small tanh hidden layer per network (smooth, so finite differences are clean).
+
+    On JAX the build-time probe only traces shapes (``probe="shapes"``) unless ``probe`` is given:
+    its compiled call costs about a second per model, and the suite builds hundreds; the tests of
+    the probe itself pass ``probe="full"``."""
     reg = rhvae.get_registry()
+    hyper.setdefault("probe", "shapes" if backend == "jax" else "full")
     return RHVAE(
         backend, device=device, input_dim=input_dim, latent_dim=latent_dim,
         encoder=reg.create("encoder", "mlp", hidden=(hidden,), activation="tanh"),

@@ -75,3 +75,14 @@ def test_bad_command_lines_give_one_line_naming_the_flag(bad_files, capsys, argv
     assert err.startswith("rhvae: error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert text.format(dir=bad_files) in err
     assert not (bad_files / "out" / "last.npz").exists()
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize(("flags", "text"), [(["--lr", "-1"], "--lr: learning_rate must be a finite number > 0"),
+                                             (["--K", "0"], "--K: K must be >= 1; got 0"),
+                                             (["--device", "cuda:7"], "requested but")])
+def test_bad_model_flags_give_one_line_on_each_backend(tmp_path, capsys, backend, flags, text):
+    argv = ["train", "--data", "digits", "--backend", backend, "--out", str(tmp_path / "out"), *flags]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rhvae: error: ") and err.count("\n") == 1 and text in err

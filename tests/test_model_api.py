@@ -101,10 +101,15 @@ class _NaNPrior:
         return B.xp.sum(z, axis=-1) * float("nan")
 
 
-def test_a_component_with_non_finite_output_is_refused_when_the_model_is_built():
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_a_component_with_non_finite_output_is_refused_when_the_model_is_built(backend):
     with pytest.raises(rhvae.ComponentError, match=r"prior _NaNPrior \(an object passed to RHVAE\) returned "
                                                   r"non-finite values in log_prob"):
-        small_model("torch", position_prior=_NaNPrior())
+        small_model(backend, position_prior=_NaNPrior(), probe="full")
+    # probe="shapes" traces shapes and dtypes only (free on JAX), "off" skips the probe
+    small_model(backend, position_prior=_NaNPrior(), probe="off" if backend == "torch" else "shapes")
+    with pytest.raises(rhvae.InputError, match="probe must be one of"):
+        small_model(backend, probe="sometimes")
 
 
 class _SwitchPrior:
@@ -262,7 +267,7 @@ def test_a_component_computing_in_another_dtype_is_refused(backend):
                 -0.5 * B.xp.sum(z * z, axis=-1).double()
 
     with pytest.raises(rhvae.ComponentError, match="returned log_prob of dtype float64; the model computes in float32"):
-        small_model(backend, position_prior=Float64Prior())
+        small_model(backend, position_prior=Float64Prior(), probe="full")
 
 
 def test_training_interrupted_is_not_swallowed_by_except_exception():
