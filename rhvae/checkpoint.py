@@ -136,36 +136,37 @@ def _is_format_1_description(path: Path) -> bool:
 # ---------------------------------------------------------------------------------- reading
 
 
-def _read(path: str | os.PathLike) -> tuple[Path, dict, dict[str, np.ndarray]]:
-    """``(file, description, arrays)`` of the checkpoint at ``path``, hashes verified (format 2)."""
+def _read(path: str | os.PathLike, arrays: bool = True) -> tuple[Path, dict, dict[str, np.ndarray]]:
+    """``(file, description, arrays)`` of the checkpoint at ``path``, every hash verified (format 2);
+    ``arrays=False`` reads the description alone (and returns no arrays)."""
     file = checkpoint_path(path)
     if not file.is_file():
         raise CheckpointError(f"checkpoint file {file} does not exist")
     try:
         with zipfile.ZipFile(file) as archive:
-            names = archive.namelist()
-            if META_MEMBER not in names:
-                return _read_format_1(file, archive)
-            meta = _parse_meta(archive.read(META_MEMBER), f"{file}:{META_MEMBER}")
-            arrays = {name[:-4]: np.lib.format.read_array(archive.open(name), allow_pickle=False)
-                      for name in names if name.endswith(".npy")}
+            embedded = META_MEMBER in archive.namelist()
+            if embedded:
+                meta = _parse_meta(archive.read(META_MEMBER), f"{file}:{META_MEMBER}")
+            else:  # format 1: the description is the JSON file beside the arrays
+                sidecar = file.with_suffix(".json")
+                if not sidecar.is_file():
+                    raise CheckpointError(f"{file} holds no {META_MEMBER} and has no {sidecar.name} beside it: "
+                                          f"not an rhvae checkpoint")
+                meta = _parse_meta(sidecar.read_bytes(), str(sidecar))
+            data = _npy_members(archive) if arrays else {}
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         if isinstance(exc, CheckpointError):
             raise
         raise CheckpointError(f"{file} is truncated, corrupted or not an rhvae checkpoint: {exc}") from None
-    _check_arrays_against_description(file, meta, arrays)
-    return file, meta, arrays
+    if arrays and embedded:
+        _check_arrays_against_description(file, meta, data)
+    return file, meta, data
 
 
-def _read_format_1(file: Path, archive: zipfile.ZipFile) -> tuple[Path, dict, dict[str, np.ndarray]]:
-    sidecar = file.with_suffix(".json")
-    if not sidecar.is_file():
-        raise CheckpointError(f"{file} holds no {META_MEMBER} and has no {sidecar.name} beside it: "
-                              f"not an rhvae checkpoint")
-    meta = _parse_meta(sidecar.read_bytes(), str(sidecar))
-    arrays = {name[:-4]: np.lib.format.read_array(archive.open(name), allow_pickle=False)
-              for name in archive.namelist() if name.endswith(".npy")}
-    return file, meta, arrays
+def _npy_members(archive: zipfile.ZipFile) -> dict[str, np.ndarray]:
+    """Every ``KEY.npy`` member as ``{KEY: array}`` (never unpickling)."""
+    return {name[:-4]: np.lib.format.read_array(archive.open(name), allow_pickle=False)
+            for name in archive.namelist() if name.endswith(".npy")}
 
 
 def _parse_meta(raw: bytes, where: str) -> dict:
@@ -220,8 +221,9 @@ def _check_arrays_against_description(file: Path, meta: dict, arrays: dict[str, 
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The description of the checkpoint at ``path``, checked (format 2: every array's hash too)."""
-    return _read(path)[1]
+    """The description of the checkpoint at ``path``, its fields checked; the arrays are not read
+    (:func:`load` reads them and verifies their hashes)."""
+    return _read(path, arrays=False)[1]
 
 
 def saved_config(meta: dict) -> dict[str, Any]:
@@ -260,10 +262,15 @@ def load(model: RHVAE, path: str | os.PathLike, *, check_version: bool = True) -
     (``check_version=False`` accepts that), or when the file is missing, truncated, altered
     (a hash differs), holds a non-finite array or an array of the wrong shape.
     """
+    return _state_from(model, *_read(path), check_version=check_version)
+
+
+def _state_from(model: RHVAE, file: Path, meta: dict, arrays: dict[str, np.ndarray], *,
+                check_version: bool) -> TrainState:
+    """:func:`load`'s checks and conversion, on a checkpoint already read."""
     from rhvae import __version__
     from rhvae.model import TrainState
 
-    file, meta, arrays = _read(path)
     problems = []
     if check_version and meta.get("rhvae_version") != __version__:
         problems.append(f"rhvae version: checkpoint {meta.get('rhvae_version')!r}, installed {__version__!r}")
@@ -313,7 +320,7 @@ def load_model(path: str | os.PathLike, *, backend: str | None = None, device: s
     from rhvae.model import RHVAE
     from rhvae.registry import get_registry
 
-    file, meta, _ = _read(path)
+    file, meta, arrays = _read(path)
     recipes = meta.get("recipes") or {}
     missing = [k for k in COMPONENTS if not isinstance(recipes.get(k), dict)]
     if missing:
@@ -343,4 +350,4 @@ def load_model(path: str | os.PathLike, *, backend: str | None = None, device: s
         if isinstance(exc, RhvaeError):
             raise
         raise CheckpointError(f"{file}: its field 'config' does not build a model: {exc}") from exc
-    return model, load(model, file, check_version=False)
+    return model, _state_from(model, file, meta, arrays, check_version=False)
