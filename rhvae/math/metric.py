@@ -169,11 +169,16 @@ def centroid_weights(B: Backend, z: Array, centroids: Array, T: float, tol: floa
     it does not make it cheaper.
     """
     xp = B.xp
-    inv_t2 = 1.0 / (T * T)
-    log_w = (xp.matmul(z * (2.0 * inv_t2), centroids.mT) - inv_t2 * xp.sum(z * z, axis=-1)[:, None]
-             - inv_t2 * xp.sum(centroids * centroids, axis=-1)[None, :])
-    w = xp.exp(xp.clip(log_w, None, 0.0))
+    w = xp.exp(xp.clip(centroid_log_weights(B, z, centroids, T), None, 0.0))
     return xp.clip(w - tol, 0.0, None) if tol > 0 else w
+
+
+def centroid_log_weights(B: Backend, z: Array, centroids: Array, T: float) -> Array:
+    """``log w_bi = -‖z_b - c_i‖² / T²`` as ``(2 z·c - ‖z‖² - ‖c‖²) / T²``; ``(B, d), (N, d) -> (B, N)``."""
+    xp = B.xp
+    inv_t2 = 1.0 / (T * T)
+    return (xp.matmul(z * (2.0 * inv_t2), centroids.mT) - inv_t2 * xp.sum(z * z, axis=-1)[:, None]
+            - inv_t2 * xp.sum(centroids * centroids, axis=-1)[None, :])
 
 
 def reduction_scale(state: MetricState, reduction: str) -> float:
@@ -249,9 +254,15 @@ def inverse_metric(B: Backend, z: Array, state: MetricState, spec: MetricSpec) -
 def local_metric(B: Backend, z: Array, state: MetricState, spec: MetricSpec) -> LocalMetric:
     """``G⁻¹(z)``, ``X = C⁻¹`` for its Cholesky factor ``C`` and ``log det G = 2 Σ_j log X_jj``."""
     G_inv, w = inverse_metric(B, z, state, spec)
-    inv_chol = B.inverse_cholesky(G_inv)
-    logdet_G = 2.0 * B.xp.sum(B.xp.log(B.xp.linalg.diagonal(inv_chol)), axis=-1)
-    return LocalMetric(G_inv, inv_chol, logdet_G, w)
+    return factorize(B, G_inv, w)
+
+
+def factorize(B: Backend, A: Array, weights: Array | None = None) -> LocalMetric:
+    """``A (B, d, d)`` SPD with ``X = C⁻¹`` for its Cholesky factor ``C`` and ``log det A⁻¹ =
+    2 Σ_j log X_jj``, as a :class:`LocalMetric` whose ``G_inv`` is ``A`` (``weights``: the
+    centroid weights ``A`` was summed with)."""
+    inv_chol = B.inverse_cholesky(A)
+    return LocalMetric(A, inv_chol, 2.0 * B.xp.sum(B.xp.log(B.xp.linalg.diagonal(inv_chol)), axis=-1), weights)
 
 
 def metric_tensor(B: Backend, metric: LocalMetric) -> Array:

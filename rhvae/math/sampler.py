@@ -45,8 +45,8 @@ import numpy as np
 
 from rhvae.errors import InputError
 from rhvae.interfaces import Array, Backend
-from rhvae.math.metric import (MetricSpec, MetricState, local_metric, metric_tensor, packed_matrices, symmetric_inner,
-                               unpack_symmetric, weighted_gradient)
+from rhvae.math.metric import (MetricSpec, MetricState, centroid_log_weights, factorize, local_metric, metric_tensor,
+                               packed_matrices, unpack_symmetric, weighted_gradient)
 
 LogDensity = Callable[[Backend, Array], tuple[Array, Array]]
 """A target: ``(B, z (B, d)) -> (log π(z) (B,), ∇ log π(z) (B, d))``, up to a constant."""
@@ -87,20 +87,15 @@ def log_centroid_volume_and_grad(B: Backend, target: CentroidTarget, z: Array) -
     ``(B, d)``, with the nearest centroid factored out (module notes). Sums over all ``N``
     centroids at once (memory ``O(B N)``)."""
     xp, state, spec = B.xp, target.state, target.spec
-    c = state.centroids
-    inv_t2 = 1.0 / (spec.T * spec.T)
-    log_w = (xp.matmul(z * (2.0 * inv_t2), c.mT) - inv_t2 * xp.sum(z * z, axis=-1)[:, None]
-             - inv_t2 * xp.sum(c * c, axis=-1)[None, :])
+    log_w = centroid_log_weights(B, z, state.centroids, spec.T)
     m = xp.amax(log_w, axis=-1, keepdims=True)
     w = xp.exp(log_w - m)  # the nearest centroid has weight 1
     d = z.shape[-1]
-    A = unpack_symmetric(B, xp.matmul(w, packed_matrices(B, state)), d)
-    inv_chol = B.inverse_cholesky(A)
-    logdet_inv = 2.0 * xp.sum(xp.log(xp.linalg.diagonal(inv_chol)), axis=-1)  # log det Ã⁻¹
-    A_inv = xp.einsum("bki,bkj->bij", inv_chol, inv_chol)
-    s = symmetric_inner(B, A_inv, packed_matrices(B, state)) * w
-    grad = -inv_t2 * (z * xp.sum(s, axis=-1, keepdims=True) - xp.matmul(s, c))
-    return 0.5 * (d * m[:, 0] - logdet_inv), grad
+    factor = factorize(B, unpack_symmetric(B, xp.matmul(w, packed_matrices(B, state)), d), w)
+    # ∇ ½ log det A = -(1/T²)[z Σ s̃_i - Σ s̃_i c_i], s̃_i = tr(Ã⁻¹ M_i) w̃_i: the volume gradient with a = 1
+    # (the scale a and the factor e^m cancel), on the un-chunked weights w̃
+    grad = weighted_gradient(B, z, metric_tensor(B, factor), factor, state, spec._replace(reduction="sum"))
+    return 0.5 * (d * m[:, 0] - factor.logdet_G), grad  # logdet_G of the factor is log det Ã⁻¹
 
 
 def tempering_factors(n_lf: int, beta0: float) -> tuple[np.ndarray, np.ndarray]:
