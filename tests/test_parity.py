@@ -3,6 +3,15 @@
 float32: 1e-5 on forward values, 1e-4 on gradients and everything downstream of a gradient;
 float64: 1e-10 on everything. For every ∇H method and every built-in likelihood, on CPU and
 (marked ``gpu``) on CUDA.
+
+One exception is derived, not tuned: a central difference ``[H(v+h) - H(v-h)] / 2h`` turns a
+one-ulp disagreement of ``H`` between the backends into ``ulp(H) / 2h`` in the gradient (measured:
+1 or 3 × 1.4667e-10 = ulp(13.6) / 1.21e-5 in the differing entries in float64). ``H`` sums a
+handful of terms as large as itself, each rounded differently by the two backends, so the two
+evaluations may differ by a few ulps each. The finite-difference ``grad_z``/``grad_rho`` must
+therefore agree entry by entry to the larger of the normwise bound and :func:`difference_floor`,
+``8 ulp(max|H|) / 2h``; the forward ``H`` itself still agrees to 1e-10, and every quantity
+downstream of the gradient is checked at the usual bound.
 """
 
 from __future__ import annotations
@@ -12,11 +21,39 @@ import functools
 import pytest
 
 from conftest import DEVICES, skip_without_gpu
+import numpy as np
+
 from rhvae.testing import normwise_error
 from parity_cases import DECODERS, FORWARD, GRAD_H, GRADIENT, compute
 
 BOUNDS = {("float32", "forward"): 1e-5, ("float32", "gradient"): 1e-4,
           ("float64", "forward"): 1e-10, ("float64", "gradient"): 1e-10}
+DIFFERENCED = ("grad_z", "grad_rho")
+
+
+def difference_floor(H: np.ndarray, dtype: str) -> float:
+    """``8 ulp(max|H|) / 2h``: what a few ulps of disagreement in ``H`` become in a central
+    difference with the finite method's default step ``h = ∛eps``."""
+    h = float(np.cbrt(np.finfo(dtype).eps))
+    return 8.0 * float(np.spacing(np.abs(H).astype(dtype).max())) / (2.0 * h)
+
+
+def _failures(torch_out, jax_out, dtype: str, grad_h: str) -> list[str]:
+    failures = []
+    for group, names in (("forward", FORWARD), ("gradient", GRADIENT)):
+        bound = BOUNDS[dtype, group]
+        for name in names:
+            a, b = torch_out[name], jax_out[name]
+            if grad_h == "finite" and name in DIFFERENCED:
+                allowed = max(bound * float(np.linalg.norm(a)), difference_floor(torch_out["H"], dtype))
+                worst = float(np.abs(a - b).max())
+                if not worst <= allowed:
+                    failures.append(f"{name}: entrywise {worst:.2e} > {allowed:.2e}")
+                continue
+            err = normwise_error(a, b)
+            if not err <= bound:
+                failures.append(f"{name}: {err:.2e} > {bound:.0e}")
+    return failures
 
 
 @functools.lru_cache(maxsize=None)
@@ -40,11 +77,5 @@ def test_torch_jax_parity(device, dtype, grad_h, decoder):
     skip_without_gpu("torch", device)
     skip_without_gpu("jax", device)
     torch_out, jax_out = _pair(device, dtype, grad_h, decoder)
-    failures = []
-    for group, names in (("forward", FORWARD), ("gradient", GRADIENT)):
-        bound = BOUNDS[dtype, group]
-        for name in names:
-            err = normwise_error(torch_out[name], jax_out[name])
-            if not err <= bound:
-                failures.append(f"{name}: {err:.2e} > {bound:.0e}")
+    failures = _failures(torch_out, jax_out, dtype, grad_h)
     assert not failures, "; ".join(failures)
