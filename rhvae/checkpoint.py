@@ -234,7 +234,7 @@ def saved_config(meta: dict) -> dict[str, Any]:
 
 
 def _expect_shapes(file: Path, arrays: dict[str, np.ndarray], config: RHVAEConfig) -> None:
-    d, D = config.latent_dim, config.input_dim
+    d, example = config.latent_dim, config.input_shape
     if "metric/centroids" in arrays:
         n = arrays["metric/centroids"].shape[0] if arrays["metric/centroids"].ndim else -1
         want = {"metric/centroids": (n, d), "metric/M": (n, d, d), "metric/M_packed": (n, d * (d + 1) // 2)}
@@ -244,8 +244,9 @@ def _expect_shapes(file: Path, arrays: dict[str, np.ndarray], config: RHVAEConfi
     elif any(k.startswith("metric/") for k in arrays):
         raise CheckpointError(f"{file}: metric arrays without metric/centroids")
     data = arrays.get("centroid_data")
-    if data is not None and (data.ndim != 2 or data.shape[1] != D):
-        raise CheckpointError(f"{file}: centroid_data has shape {data.shape}; the model needs (N, {D})")
+    if data is not None and tuple(data.shape[1:]) != example:
+        raise CheckpointError(f"{file}: centroid_data has shape {data.shape}; the model needs "
+                              f"(N, {', '.join(map(str, example))})")
     for key, array in arrays.items():
         if not np.issubdtype(array.dtype, np.floating):
             raise CheckpointError(f"{file}: {key} has dtype {array.dtype}; expected floating point")

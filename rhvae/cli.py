@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import platform
 import re
@@ -47,6 +48,8 @@ class _DefaultsFormatter(argparse.HelpFormatter):
 
 _CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RHVAEConfig)}
 _NET_DEFAULTS = {"encoder": (512,), "metric": (400,)}
+_CONV_CHANNELS = (32, 64)
+ARCHS = ("mlp", "conv")
 """Hidden widths of the built-in MLP encoder/decoder and metric network (their own defaults)."""
 _HYPER_FLAGS = {
     "--K": ("K", int, "leapfrog steps"),
@@ -124,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None,
                        help="passes over the training rows (default 5; with --resume: the run's own)")
     train.add_argument("--batch-size", type=int, default=100, help="rows per Adam step")
+    train.add_argument("--arch", choices=ARCHS, default="mlp",
+                       help="mlp: dense networks on flat rows; conv: convolutional encoder, metric network and "
+                            "transposed-convolution decoder on square images (1, side, side)")
+    train.add_argument("--channels", type=int, nargs="+", default=list(_CONV_CHANNELS),
+                       help="--arch conv: channels of the encoder's and metric network's stride-2 layers "
+                            "(the decoder's run in reverse)")
     train.add_argument("--hidden", type=int, nargs="+", default=list(_NET_DEFAULTS["encoder"]),
                        help="hidden widths of the encoder and the decoder")
     train.add_argument("--metric-hidden", type=int, nargs="+", default=list(_NET_DEFAULTS["metric"]),
@@ -213,10 +222,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _build_model(args: argparse.Namespace, input_dim: int, config: dict | None = None) -> rhvae.RHVAE:
+def _shaped(args: argparse.Namespace, data: tuple) -> tuple:
+    """``(x_train, y_train, x_test, y_test)`` as the architecture reads them: flat rows for ``mlp``,
+    ``(N, 1, side, side)`` images for ``conv``."""
+    if getattr(args, "arch", "mlp") != "conv":
+        return data
+    from rhvae.figures import image_side
+
+    x_train, y_train, x_test, y_test = data
+    side = image_side(x_train.shape[1])
+    if side is None:
+        raise RhvaeError(f"--arch conv: needs square images; {args.data} has {x_train.shape[1]} features per row")
+    return x_train.reshape(-1, 1, side, side), y_train, x_test.reshape(-1, 1, side, side), y_test
+
+
+def _input_dim(x) -> int | tuple[int, ...]:
+    return x.shape[1] if x.ndim == 2 else tuple(x.shape[1:])
+
+
+def _networks(args: argparse.Namespace) -> dict:
+    """The encoder, decoder and metric network that ``--arch`` and the width flags describe."""
+    reg = get_registry()
+    if getattr(args, "arch", "mlp") == "conv":
+        channels = tuple(getattr(args, "channels", None) or _CONV_CHANNELS)
+        decoder = args.decoder.removesuffix("_mlp") + "_conv" if args.decoder.endswith("_mlp") else args.decoder
+        return {"encoder": reg.create("encoder", "conv", channels=channels),
+                "decoder": reg.create("decoder", decoder, channels=channels[::-1]),
+                "metric": reg.create("metric", "conv", channels=channels)}
+    hidden = _widths(getattr(args, "hidden", None))
+    metric_hidden = _widths(getattr(args, "metric_hidden", None), hidden if isinstance(args.hidden, int) else None)
+    init = getattr(args, "init", "fan_in")
+    return {"encoder": reg.create("encoder", "mlp", hidden=hidden or _NET_DEFAULTS["encoder"], init=init),
+            "decoder": reg.create("decoder", args.decoder, hidden=hidden or _NET_DEFAULTS["encoder"], init=init),
+            "metric": reg.create("metric", "mlp", hidden=metric_hidden or _NET_DEFAULTS["metric"], init=init)}
+
+
+def _build_model(args: argparse.Namespace, input_dim: int | tuple[int, ...], config: dict | None = None) -> rhvae.RHVAE:
     """The model ``rhvae train`` builds from its arguments. ``config``: a checkpoint's saved
     configuration, which then gives every hyper-parameter (a run reloads as it trained)."""
-    reg = get_registry()
     preset = getattr(args, "preset", None)
     hyper = PRESETS[preset]() if preset else {}
     preset_grad_h = hyper.pop("grad_h", "analytic")
@@ -229,9 +272,6 @@ def _build_model(args: argparse.Namespace, input_dim: int, config: dict | None =
                       if getattr(args, field, None) is not None})
         if hyper.get("M_max") == "none":
             hyper["M_max"] = None
-    hidden = _widths(getattr(args, "hidden", None))
-    metric_hidden = _widths(getattr(args, "metric_hidden", None), hidden if isinstance(args.hidden, int) else None)
-    init = getattr(args, "init", "fan_in")
     device = getattr(args, "device", "cpu")
     if getattr(args, "distributed", False) and args.backend == "torch" and device in ("cuda", "gpu"):
         import os
@@ -239,10 +279,7 @@ def _build_model(args: argparse.Namespace, input_dim: int, config: dict | None =
         device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
     return rhvae.RHVAE(
         args.backend, input_dim=input_dim, latent_dim=args.latent_dim, grad_h=grad_h, device=device,
-        compile=True if getattr(args, "compile", False) else None, **hyper,
-        encoder=reg.create("encoder", "mlp", hidden=hidden or _NET_DEFAULTS["encoder"], init=init),
-        decoder=reg.create("decoder", args.decoder, hidden=hidden or _NET_DEFAULTS["encoder"], init=init),
-        metric=reg.create("metric", "mlp", hidden=metric_hidden or _NET_DEFAULTS["metric"], init=init),
+        compile=True if getattr(args, "compile", False) else None, **hyper, **_networks(args),
         position_prior=args.prior, tempering=args.tempering,
     )
 
@@ -281,7 +318,7 @@ def _figures(model, state, history, x_test, y_test, out, n_samples: int, seed: i
         written.append(figures.loss_curves(history, out / "loss.png"))
         if model.config.latent_dim == 2:
             written.append(figures.latent_map(model, state, x_test, y_test, out / "latent_space.png"))
-        if figures.image_side(x_test.shape[1]):
+        if figures.image_side(math.prod(x_test.shape[1:])):
             riemannian = model.sample(state, n_samples, seed=seed)
             prior = model.sample_prior(state, n_samples, seed=seed)
             written.append(figures.image_grids(
@@ -318,8 +355,8 @@ def _train(args: argparse.Namespace) -> int:
         return _resume(args)
     args.epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
     _check_counts(args, ("epochs", "batch_size", "latent_dim"))
-    data = datasets.load(args.data, args.n_test, args.seed)
-    model = _build_model_naming_flags(args, data[0].shape[1])
+    data = _shaped(args, datasets.load(args.data, args.n_test, args.seed))
+    model = _build_model_naming_flags(args, _input_dim(data[0]))
     parallel = model.data_parallel() if args.distributed else None
     main = parallel is None or parallel.is_main
     out = _prepare_out(args) if main else None  # before any training: a bad --out costs nothing
@@ -461,8 +498,8 @@ def _resume(args: argparse.Namespace) -> int:
     if meta["epoch"] >= target:
         raise RhvaeError(f"--resume {run}: the run has trained {meta['epoch']} epoch(s) already; pass --epochs "
                          f"N > {meta['epoch']} to train further")
-    data = datasets.load(run_args.data, run_args.n_test, run_args.seed)
-    model = _build_model(run_args, data[0].shape[1], config=checkpoint.saved_config(meta))
+    data = _shaped(run_args, datasets.load(run_args.data, run_args.n_test, run_args.seed))
+    model = _build_model(run_args, _input_dim(data[0]), config=checkpoint.saved_config(meta))
     state = model.load(file, check_version=False)
     history = meta.get("metadata", {}).get("history") or _empty_history()
     history = {k: list(history.get(k, [])) for k in _empty_history()}
@@ -602,8 +639,8 @@ def _load_run(run: str, which: str = "last"):
     file = _run_checkpoint(Path(run), which)
     meta = checkpoint.read_metadata(file)
     args = argparse.Namespace(**_run_args(file, meta))
-    x_train, y_train, x_test, y_test = datasets.load(args.data, args.n_test, args.seed)
-    model = _build_model(args, x_train.shape[1], config=checkpoint.saved_config(meta))
+    x_train, y_train, x_test, y_test = _shaped(args, datasets.load(args.data, args.n_test, args.seed))
+    model = _build_model(args, _input_dim(x_train), config=checkpoint.saved_config(meta))
     # the model is rebuilt from the checkpoint's own configuration, so another version's run loads
     return model, model.load(file, check_version=False), args, (x_train, y_train, x_test, y_test)
 
@@ -681,7 +718,7 @@ def _sample(args: argparse.Namespace) -> int:
     message = f"wrote {out}/{name}.npz ({args.n} samples"
     message += ")" if args.prior else f", acceptance rate {drawn.acceptance:.3f})"
     try:
-        if figures.image_side(drawn.x.shape[1]):
+        if figures.image_side(math.prod(drawn.x.shape[1:])):
             path = figures.image_grids({"Prior N(0, I)" if args.prior else "Riemannian sampler": drawn.x},
                                        out / f"{name}_grid.png")
             message += f", {path}"

@@ -18,6 +18,17 @@ from rhvae.validation import check_positive as _positive
 DTYPES = ("float32", "float64")
 
 
+def _shape(name: str, value) -> int | tuple[int, ...]:
+    """An input or output size: an int (flat rows), or the shape of one example as a tuple of
+    positive ints (a 1-tuple normalises to its int)."""
+    if isinstance(value, (tuple, list)):
+        if not value:
+            raise InputError(f"{name} must be a positive int or a non-empty shape tuple; got {value!r}")
+        shape = tuple(_count(f"{name}[{i}]", v) for i, v in enumerate(value))
+        return shape[0] if len(shape) == 1 else shape
+    return _count(name, value)
+
+
 def _prefactor(name: str, value) -> tuple[float, float, float]:
     try:
         values = tuple(float(v) for v in value)
@@ -31,6 +42,10 @@ def _prefactor(name: str, value) -> tuple[float, float, float]:
 @dataclass(frozen=True)
 class RHVAEConfig:
     """Everything numeric that defines an RHVAE; each field is checked on construction.
+
+    ``input_dim``/``output_dim``: the size of one example, an int for flat rows ``(B, D)`` or a
+    shape tuple for shaped data, e.g. ``(1, 28, 28)`` for ``(B, C, H, W)`` images (channels
+    first on both backends); :attr:`input_shape` and :attr:`input_size` give both views.
 
     ``K`` leapfrog steps of size ``eps`` with ``steps`` fixed-point iterations; tempering from
     ``beta0 ∈ (0, 1]``; metric temperature ``T`` and regulariser ``lam``; ``reduction`` of the
@@ -55,9 +70,9 @@ class RHVAEConfig:
     :func:`rhvae.presets.rhvae_0_1` turns all three off.
     """
 
-    input_dim: int
+    input_dim: int | tuple[int, ...]
     latent_dim: int
-    output_dim: int | None = None
+    output_dim: int | tuple[int, ...] | None = None
     K: int = 3
     eps: float = 1e-3
     beta0: float = 0.3
@@ -79,9 +94,9 @@ class RHVAEConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "input_dim", _count("input_dim", self.input_dim))
+        set_(self, "input_dim", _shape("input_dim", self.input_dim))
         set_(self, "latent_dim", _count("latent_dim", self.latent_dim))
-        set_(self, "output_dim", self.input_dim if self.output_dim is None else _count("output_dim", self.output_dim))
+        set_(self, "output_dim", self.input_dim if self.output_dim is None else _shape("output_dim", self.output_dim))
         set_(self, "K", _count("K", self.K))
         set_(self, "steps", _count("steps", self.steps))
         for name in ("eps", "T", "lam", "learning_rate"):
@@ -109,3 +124,27 @@ class RHVAEConfig:
             raise InputError(f"dtype must be one of {DTYPES}; got {self.dtype!r}")
         set_(self, "logp_prefactor", _prefactor("logp_prefactor", self.logp_prefactor))
         set_(self, "logq_prefactor", _prefactor("logq_prefactor", self.logq_prefactor))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input example, ``(D,)`` for flat rows."""
+        return _as_shape(self.input_dim)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The shape of one decoded example, ``(D,)`` for flat rows."""
+        return _as_shape(self.output_dim)
+
+    @property
+    def input_size(self) -> int:
+        """The number of values in one input example."""
+        return math.prod(self.input_shape)
+
+    @property
+    def output_size(self) -> int:
+        """The number of values in one decoded example."""
+        return math.prod(self.output_shape)
+
+
+def _as_shape(dim: int | tuple[int, ...]) -> tuple[int, ...]:
+    return dim if isinstance(dim, tuple) else (dim,)

@@ -63,9 +63,10 @@ def _load_npy(path: str | os.PathLike, name: str) -> np.ndarray:
 
 
 class Rows:
-    """``n`` rows of ``features`` columns, read on demand as ``dtype`` and checked as they are read."""
+    """``n`` rows of ``features`` columns (or examples of shape ``features``), read on demand as
+    ``dtype`` and checked as they are read."""
 
-    def __init__(self, data: Any, name: str, features: int, dtype: str, *, support: tuple[float, float] | None = None,
+    def __init__(self, data: Any, name: str, features: int | tuple[int, ...], dtype: str, *, support: tuple[float, float] | None = None,
                  likelihood: object = None, feature_name: str = "features", expected_by: str = "the model") -> None:
         self.name, self.dtype, self.support, self.likelihood = name, dtype, support, likelihood
         if isinstance(data, (str, os.PathLike)):
@@ -77,13 +78,7 @@ class Rows:
                                                           expected_by=expected_by), False
             self._check_support(self.data)
             return
-        shape = tuple(data.shape)
-        if len(shape) != 2:
-            raise InputError(f"{name} must have 2 dimensions (rows, {features}); got shape {shape}")
-        if shape[0] == 0:
-            raise InputError(f"{name} is empty (shape {shape}); need at least one row")
-        if shape[1] != features:
-            raise InputError(f"{name} has {shape[1]} {feature_name}; {expected_by} expects {features}")
+        validation.check_shape(tuple(data.shape), name, features, feature_name=feature_name, expected_by=expected_by)
         if np.dtype(data.dtype).kind != "f":
             raise InputTypeError(f"{name} has dtype {data.dtype}; expected floating point data")
         self.data, self.lazy = data, True
@@ -116,7 +111,7 @@ class Rows:
         unique, inverse = np.unique(idx, return_inverse=True)
         rows = np.asarray(self.data[unique], dtype=self.dtype)
         if not np.all(np.isfinite(rows)):
-            bad = unique[~np.all(np.isfinite(rows), axis=1)]
+            bad = unique[~np.all(np.isfinite(rows.reshape(len(rows), -1)), axis=1)]
             raise InputError(f"{self.name} contains NaN or infinite values in row(s) {bad[:5].tolist()}")
         self._check_support(rows)
         return rows[inverse]

@@ -103,8 +103,8 @@ def _tile(images: np.ndarray, side: int, columns: int) -> np.ndarray:
 
 
 def image_grids(panels: dict[str, np.ndarray], path: Path, columns: int = 8) -> Path:
-    """Side-by-side grids of images, one panel per entry (title -> ``(n, side²)`` array)."""
-    side = image_side(next(iter(panels.values())).shape[1])
+    """Side-by-side grids of images, one panel per entry (title -> ``(n, side²)`` or ``(n, 1, side, side)``)."""
+    side = image_side(math.prod(next(iter(panels.values())).shape[1:]))
     if side is None:
         raise RhvaeError("image grids need square images (8×8, 28×28, ...)")
     plt = _pyplot()
@@ -120,7 +120,7 @@ def image_grids(panels: dict[str, np.ndarray], path: Path, columns: int = 8) -> 
 
 def geodesic_strips(paths: list, path: Path) -> Path:
     """One row of decoded images per geodesic (``model.geodesic`` results), with its lengths."""
-    side = image_side(paths[0].x.shape[1])
+    side = image_side(math.prod(paths[0].x.shape[1:]))
     if side is None:
         raise RhvaeError("geodesic strips need square images (8×8, 28×28, ...)")
     plt = _pyplot()

@@ -6,7 +6,8 @@ torch and jax alike. Parameters are flat ``dict[str, array]`` per network: a JAX
 input of ``torch.func.functional_call`` and an ``.npz`` checkpoint at once. ``init`` draws them
 in numpy from a ``numpy.random.Generator`` so both backends start from identical values.
 
-Shapes are batch-first: ``x`` is ``(B, D)``, ``z`` and ``rho`` are ``(B, d)``.
+Shapes are batch-first: ``x`` is ``(B, D)``, or ``(B, *shape)`` for shaped data (images are
+``(B, C, H, W)``, channels first, on every backend), ``z`` and ``rho`` are ``(B, d)``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,18 @@ class Backend(Protocol):
     def inverse_cholesky(self, a: Array) -> Array:
         """``X = C⁻¹`` (lower triangular) for symmetric positive-definite ``a (..., d, d) = C Cᵀ``;
         NaN in ``log det`` (``-2 Σ log X_jj``) when ``a`` is not positive definite."""
+        ...
+
+    def conv2d(self, x: Array, w: Array, stride: int = 1, padding: int = 0) -> Array:
+        """2-D cross-correlation of ``x (B, C_in, H, W)`` with ``w (C_out, C_in, k, k)``, no bias
+        (torch's ``conv2d``): ``(B, C_out, ⌊(H + 2p - k)/s⌋ + 1, ...)``."""
+        ...
+
+    def conv_transpose2d(self, x: Array, w: Array, stride: int = 1, padding: int = 0,
+                         output_padding: int | tuple[int, int] = 0) -> Array:
+        """The transpose of :meth:`conv2d` for ``w (C_in, C_out, k, k)`` (torch's
+        ``conv_transpose2d``): ``(B, C_out, (H - 1)s - 2p + k + output_padding, ...)``;
+        ``output_padding`` per side or as ``(rows, columns)``."""
         ...
 
     def logsumexp(self, x: Array, axis: int) -> Array: ...

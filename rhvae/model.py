@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from rhvae import checkpoint, validation
 from rhvae.config import RHVAEConfig
-from rhvae.errors import InputError, InputTypeError, RhvaeError
+from rhvae.errors import BackendUnavailableError, InputError, InputTypeError, RhvaeError
 from rhvae.data import Rows
 from rhvae.diagnostics import chain_diagnostics
 from rhvae.interfaces import Array, Backend, DataParallel, PreparedGradH
@@ -23,7 +23,7 @@ from rhvae.math import elbo as elbo_math
 from rhvae.math import geodesic as geodesic_math
 from rhvae.math import pullback
 from rhvae.math import sampler as sampler_math
-from rhvae.math.hamiltonian import Hamiltonian
+from rhvae.math.hamiltonian import Hamiltonian, shaped
 from rhvae.math.leapfrog import leapfrog_step
 from rhvae.math.metric import MetricSpec, MetricState, local_metric, metric_tensor
 from rhvae.optim import Adam
@@ -141,7 +141,13 @@ class RHVAE:
         name = self.backend.name
 
         def component(kind: str, spec: Any) -> Any:
-            return reg.create(kind, spec, backend=name) if isinstance(spec, str) else reg.validate(kind, spec)
+            if isinstance(spec, str):
+                return reg.create(kind, spec, backend=name)
+            only = getattr(spec, "backends", None)  # e.g. a torch.nn.Module adapter
+            if only is not None and name not in only:
+                raise BackendUnavailableError(f"{kind} {spec!r} runs on the {', '.join(only)} backend only; "
+                                              f"this model's backend is {name!r}")
+            return reg.validate(kind, spec)
 
         self.components = elbo_math.Components(
             encoder=component("encoder", encoder),
@@ -645,13 +651,13 @@ class RHVAE:
         return B.to_numpy(mu), B.to_numpy(log_sigma)
 
     def decoder_outputs(self, state: TrainState, z: Any) -> tuple[np.ndarray, ...]:
-        """The decoder's raw outputs at ``z`` (e.g. Bernoulli logits)."""
-        B, dec = self.backend, self.components.decoder
-        fn = self._compile("decode", lambda: lambda p, zb: dec(B, p, zb))
+        """The decoder's raw outputs at ``z`` (e.g. Bernoulli logits), each ``(B, *output_shape)``."""
+        B, dec, shape = self.backend, self.components.decoder, self.config.output_shape
+        fn = self._compile("decode", lambda: lambda p, zb: shaped(dec(B, p, zb), shape))
         return tuple(B.to_numpy(o) for o in fn(state.params["decoder"], self._array(self._latent(z))))
 
     def decode(self, state: TrainState, z: Any) -> np.ndarray:
-        """The mean of ``p(x | z)`` (probabilities for Bernoulli), ``(B, output_dim)``."""
+        """The mean of ``p(x | z)`` (probabilities for Bernoulli), ``(B, *output_shape)``."""
         B = self.backend
         outputs = tuple(self._array(o) for o in self.decoder_outputs(state, z))
         return B.to_numpy(self.components.decoder.likelihood.mean(B, outputs))
@@ -687,7 +693,8 @@ class RHVAE:
 
         def build():
             def metric(p, zb):
-                return pullback.pullback_metric(B, lambda zz: dec.likelihood.mean(B, dec(B, p, zz)), zb)
+                return pullback.pullback_metric(
+                    B, lambda zz: dec.likelihood.mean(B, dec(B, p, zz)).reshape(zz.shape[0], -1), zb)
             return metric
 
         return B.to_numpy(self._compile("pullback", build)(state.params["decoder"], self._array(self._latent(z))))

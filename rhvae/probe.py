@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from rhvae.errors import ComponentError
-from rhvae.math.hamiltonian import Hamiltonian
+from rhvae.math.hamiltonian import Hamiltonian, shaped
 from rhvae.math.metric import lower_triangular, metric_state
 from rhvae.registry import Registry, recipe
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 class _Expected(NamedTuple):
     kind: str
     what: str
-    shape: tuple[int, ...]
 
 
 def _label(kind: str, obj: Any, registry: Registry) -> str:
@@ -45,7 +44,7 @@ def _label(kind: str, obj: Any, registry: Registry) -> str:
 def probe_rows(config) -> int:
     """The probe batch size: the smallest ``n >= 3`` equal to no dimension of the model."""
     d = config.latent_dim
-    taken = {config.input_dim, config.output_dim, d, d * (d - 1) // 2, d * (d + 1) // 2}
+    taken = {*config.input_shape, *config.output_shape, d, d * (d - 1) // 2, d * (d + 1) // 2}
     return next(n for n in range(3, 3 + len(taken) + 1) if n not in taken)
 
 
@@ -72,8 +71,8 @@ def probe(model: RHVAE, registry: Registry, mode: str = "full") -> None:
         if bad:
             raise ComponentError(f"{label[kind]}: init drew non-finite parameters {bad}")
         params[kind] = {k: model._array(v) for k, v in p.items()}
-    arrays = [model._array(a) for a in (rng.uniform(0.05, 0.95, size=(n, c.input_dim)),
-                                        rng.uniform(0.05, 0.95, size=(n, c.output_dim)),
+    arrays = [model._array(a) for a in (rng.uniform(0.05, 0.95, size=(n, *c.input_shape)),
+                                        rng.uniform(0.05, 0.95, size=(n, *c.output_shape)),
                                         rng.uniform(-1.0, 1.0, size=(n, d)), rng.standard_normal((n, d)))]
     expected: dict[str, _Expected] = {}
     stage = ["encoder"]  # the component running now, for an exception's message
@@ -90,8 +89,12 @@ def probe(model: RHVAE, registry: Registry, mode: str = "full") -> None:
             if not hasattr(value, "shape") or not hasattr(value, "dtype"):
                 raise ComponentError(f"{label[kind]} returned {what} of type {type(value).__name__}; expected a "
                                      f"{B.name} array of shape {shape}")
+            if tuple(value.shape) != shape:
+                raise ComponentError(f"{label[kind]} returned {what} of shape {tuple(value.shape)}; expected {shape} "
+                                     f"(a probe batch of {n} rows; latent_dim {d}, input_dim {c.input_dim}, "
+                                     f"output_dim {c.output_dim})")
             key = f"{kind}:{what}"
-            expected[key], out[key] = _Expected(kind, what, shape), value
+            expected[key], out[key] = _Expected(kind, what), value
             return value
 
         stage[0] = "encoder"
@@ -108,15 +111,18 @@ def probe(model: RHVAE, registry: Registry, mode: str = "full") -> None:
         if not isinstance(outputs, (tuple, list)) or len(outputs) != likelihood.n_outputs:
             raise ComponentError(f"{label['decoder']} returned {type(outputs).__name__}; expected a tuple of "
                                  f"{likelihood.n_outputs} array(s) for its likelihood {likelihood!r}")
+        flat = (n, c.output_size)  # a decoder may return flat outputs: the core reshapes them
         for i, value in enumerate(outputs):
-            put("decoder", f"output {i}", value, (n, c.output_dim))
+            accepted = flat if hasattr(value, "shape") and tuple(value.shape) == flat else (n, *c.output_shape)
+            put("decoder", f"output {i}", value, accepted)
+        outputs = shaped(tuple(outputs), c.output_shape)
         put("decoder", f"the log_prob of its likelihood {likelihood!r}", likelihood.log_prob(B, x_out, tuple(outputs)),
             (n,))
         stage[0] = "prior"
         put("prior", "log_prob", parts.prior.log_prob(B, z), (n,))
         if hasattr(parts.prior, "grad_log_prob"):
             put("prior", "grad_log_prob", parts.prior.grad_log_prob(B, z), (n, d))
-        if c.integrator == "implicit" and all(tuple(out[k].shape) == expected[k].shape for k in out):
+        if c.integrator == "implicit":
             stage[0] = "grad_h"
             H = Hamiltonian(B, x_out, parts.decoder, params["decoder"], parts.prior,
                             metric_state(B, mu, lower_triangular(B, diag, lower)), model.metric_spec)
@@ -135,10 +141,7 @@ def probe(model: RHVAE, registry: Registry, mode: str = "full") -> None:
                              f"{exc}") from exc
     for key in expected:  # in the order the components ran (a jitted dict comes back sorted)
         value = results[key]
-        kind, what, shape = expected[key]
-        if tuple(value.shape) != shape:
-            raise ComponentError(f"{label[kind]} returned {what} of shape {tuple(value.shape)}; expected {shape} "
-                                 f"(a probe batch of {n} rows; latent_dim {d}, input_dim {c.input_dim})")
+        kind, what = expected[key]
         dtype = str(value.dtype).removeprefix("torch.")
         if dtype != c.dtype:
             raise ComponentError(f"{label[kind]} returned {what} of dtype {dtype}; the model computes in {c.dtype}")

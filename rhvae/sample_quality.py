@@ -65,9 +65,15 @@ class SampleQuality:
     n: int
 
 
+def _rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    return x.reshape(len(x), -1)
+
+
 class FeatureSpace:
     """The hidden layer of a one-hidden-layer MLP classifier trained on ``(x, y)`` (scikit-learn,
-    ``random_state=seed``), and the distances between sample sets in it."""
+    ``random_state=seed``), and the distances between sample sets in it. Shaped examples
+    (``(n, C, H, W)`` images) are flattened."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, *, hidden: int = 128, seed: int = 0, max_iter: int = 60):
         try:
@@ -78,13 +84,14 @@ class FeatureSpace:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning: a few dozen passes are enough for features
+            x = _rows(x)
             clf = MLPClassifier(hidden_layer_sizes=(hidden,), max_iter=max_iter, random_state=seed).fit(x, y)
         self.weights, self.bias = clf.coefs_[0], clf.intercepts_[0]
         self.accuracy = float(clf.score(x, y))
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """``relu(x W + b)``, ``(n, hidden)``."""
-        return np.maximum(np.asarray(x, dtype=float) @ self.weights + self.bias, 0.0)
+        return np.maximum(_rows(x) @ self.weights + self.bias, 0.0)
 
     def compare(self, real: np.ndarray, generated: np.ndarray, k: int = 3) -> SampleQuality:
         """:class:`SampleQuality` of ``generated`` against ``real`` (the first ``min`` rows of each)."""

@@ -20,13 +20,38 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def check_array(x: Any, name: str, features: int, dtype: str, *, feature_name: str = "features",
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return f"(batch, {', '.join(map(str, shape))})"
+
+
+def check_shape(shape: tuple[int, ...], name: str, example: int | tuple[int, ...], *,
+                feature_name: str = "features", expected_by: str = "the model") -> None:
+    """``shape`` is ``(B, *example)`` with ``B >= 1``; else an error naming ``name``, what the model
+    expects and, when only the layout differs, the reshape that fixes it."""
+    want = (example,) if isinstance(example, int) else tuple(example)
+    if len(want) == 1 and len(shape) == 2 and shape[0] > 0 and shape[1] != want[0]:
+        raise InputError(f"{name} has {shape[1]} {feature_name}; {expected_by} expects {want[0]}")
+    if shape[1:] != want or shape[0] == 0:
+        if len(shape) == len(want) + 1 and shape[0] == 0:
+            raise InputError(f"{name} is empty (shape {shape}); need at least one row")
+        hint = ""
+        if len(shape) >= 1 and shape[0] > 0 and math.prod(shape[1:]) == math.prod(want):
+            hint = f" (the same number of values: x.reshape(len(x), {', '.join(map(str, want))}))"
+        if len(want) == 1:
+            raise InputError(f"{name} must have 2 dimensions {_shape_text(want)}; got shape {shape}{hint}")
+        raise InputError(f"{name} must have shape {_shape_text(want)} for {expected_by}; got {shape}{hint}")
+
+
+def check_array(x: Any, name: str, features: int | tuple[int, ...], dtype: str, *, feature_name: str = "features",
                 expected_by: str = "the model") -> np.ndarray:
-    """``x`` as a finite float array ``(B, features)`` of ``dtype``, ``B >= 1``; else a clear error."""
+    """``x`` as a finite float array ``(B, *features)`` of ``dtype``, ``B >= 1``; else a clear error.
+
+    ``features``: the size of one row, or the shape of one example (``(C, H, W)`` for images)."""
+    want = (features,) if isinstance(features, int) else tuple(features)
     try:
         arr = to_numpy(x)
     except Exception as exc:
-        raise InputTypeError(f"{name} must be an array of shape (batch, {features}); got {type(x).__name__}") from exc
+        raise InputTypeError(f"{name} must be an array of shape {_shape_text(want)}; got {type(x).__name__}") from exc
     if arr.dtype == object:
         raise InputTypeError(f"{name} must be a numeric array; got dtype object")
     if arr.dtype.kind != "f":
@@ -34,12 +59,7 @@ def check_array(x: Any, name: str, features: int, dtype: str, *, feature_name: s
             f"{name} has dtype {arr.dtype}; expected floating point data "
             f"(convert it, e.g. x.astype('float32') / 255 for 8-bit images)"
         )
-    if arr.ndim != 2:
-        raise InputError(f"{name} must have 2 dimensions (batch, {features}); got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise InputError(f"{name} is empty (shape {arr.shape}); need at least one row")
-    if arr.shape[1] != features:
-        raise InputError(f"{name} has {arr.shape[1]} {feature_name}; {expected_by} expects {features}")
+    check_shape(arr.shape, name, want, feature_name=feature_name, expected_by=expected_by)
     if not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise InputError(f"{name} contains {bad} NaN or infinite value(s)")

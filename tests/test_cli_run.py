@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+import rhvae
 import rhvae.cli as cli
 from rhvae.checkpoint import META_MEMBER, read_metadata
 
@@ -111,3 +112,21 @@ def test_a_run_written_by_rhvae_0_1_reloads_with_its_own_numerics(run_dir, tmp_p
     assert model.components.metric.hidden == (32,)
     assert cli.main(["evaluate", "--run", str(old), "--nll-samples", "0"]) == 0
     assert "held-out ELBO" in capsys.readouterr().out
+
+
+def test_arch_conv_trains_on_images_and_its_run_reloads(tmp_path, capsys):
+    """``--arch conv``: the digits as (1, 8, 8) images through the convolutional built-ins; the run
+    reloads with the same architecture for ``evaluate`` and ``sample``."""
+    out = tmp_path / "conv"
+    assert cli.main(["train", "--data", "digits", "--arch", "conv", "--channels", "4", "8", "--epochs", "1",
+                     "--n-test", "200", "--backend", "torch", "--no-figures", "--out", str(out)]) == 0
+    model, _ = rhvae.load(out / "last.npz")
+    assert model.config.input_shape == (1, 8, 8)
+    assert [type(getattr(model.components, k)).__name__ for k in ("encoder", "decoder", "metric")] == \
+        ["ConvEncoder", "ConvDecoder", "ConvMetric"]
+    assert cli.main(["evaluate", "--run", str(out), "--nll-samples", "0", "--quality-samples", "0"]) == 0
+    elbo = float(capsys.readouterr().out.split("held-out ELBO ")[1].split()[0])
+    assert elbo == pytest.approx(json.loads((out / "metrics.json").read_text())["val_elbo"][-1], abs=6e-4)
+    assert cli.main(["sample", "--run", str(out), "--n", "3", "--warmup", "2", "--transitions", "2",
+                     "--out", str(tmp_path)]) == 0
+    assert np.load(tmp_path / "samples.npz")["x"].shape == (3, 1, 8, 8)

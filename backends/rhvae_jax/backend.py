@@ -28,6 +28,11 @@ _ACTIVATIONS: dict[str, Callable] = {
 }
 
 
+_NCHW = ("NCHW", "OIHW", "NCHW")
+"""Images channels first, kernels ``(out, in, kh, kw)``: torch's layout, so both backends share
+one checkpoint layout and one data convention."""
+
+
 class JaxBackend:
     """JAX on ``device`` (``"cpu"``, ``"gpu"`` or ``"cuda"``, optionally ``":index"``);
     ``compile=False`` runs every function op by op (for debugging)."""
@@ -106,6 +111,20 @@ class JaxBackend:
         if self.device.platform == "cpu":
             return linalg.inverse_cholesky_cpu(a)
         return linalg.inverse_cholesky_accelerator(a)
+
+    def conv2d(self, x: jax.Array, w: jax.Array, stride: int = 1, padding: int = 0) -> jax.Array:
+        return jax.lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2,
+                                            dimension_numbers=_NCHW)
+
+    def conv_transpose2d(self, x: jax.Array, w: jax.Array, stride: int = 1, padding: int = 0,
+                         output_padding: int | tuple[int, int] = 0) -> jax.Array:
+        """torch's ``conv_transpose2d``: the input dilated by ``stride``, padded by ``k - 1 - padding``
+        (plus ``output_padding`` after), convolved with the flipped kernel ``(in, out, k, k)``."""
+        lo = w.shape[-1] - 1 - padding
+        extra = (output_padding, output_padding) if isinstance(output_padding, int) else output_padding
+        flipped = jnp.flip(w, (2, 3)).swapaxes(0, 1)
+        return jax.lax.conv_general_dilated(x, flipped, (1, 1), [(lo, lo + extra[0]), (lo, lo + extra[1])],
+                                            lhs_dilation=(stride, stride), dimension_numbers=_NCHW)
 
     def logsumexp(self, x: jax.Array, axis: int) -> jax.Array:
         return jax.nn.logsumexp(x, axis=axis)

@@ -154,6 +154,13 @@ class TorchBackend:
         eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device).expand(a.shape)
         return torch.linalg.solve_triangular(torch.linalg.cholesky_ex(a).L, eye, upper=False)
 
+    def conv2d(self, x: torch.Tensor, w: torch.Tensor, stride: int = 1, padding: int = 0) -> torch.Tensor:
+        return F.conv2d(x, w, stride=stride, padding=padding)
+
+    def conv_transpose2d(self, x: torch.Tensor, w: torch.Tensor, stride: int = 1, padding: int = 0,
+                         output_padding: int | tuple[int, int] = 0) -> torch.Tensor:
+        return F.conv_transpose2d(x, w, stride=stride, padding=padding, output_padding=output_padding)
+
     def logsumexp(self, x: torch.Tensor, axis: int) -> torch.Tensor:
         return torch.logsumexp(x, dim=axis)
 

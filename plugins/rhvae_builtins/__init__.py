@@ -17,6 +17,11 @@ def rhvae_register(registry):
     add("decoder", "gaussian_logscale_mlp", f"{_M}.decoders:gaussian_logscale_mlp",
         doc="MLP decoder, Gaussian likelihood with learned per-feature log sigma")
     add("metric", "mlp", f"{_M}.nets:MLPMetric", doc="MLP metric network x -> L(x); hidden=(400,)")
+    add("encoder", "conv", f"{_M}.conv:ConvEncoder", doc="convolutional encoder for (C, H, W) images; channels=(32, 64)")
+    for likelihood in ("bernoulli", "gaussian", "gaussian_logscale"):
+        add("decoder", f"{likelihood}_conv", f"{_M}.decoders:{likelihood}_conv",
+            doc=f"transposed-convolution decoder, {likelihood} likelihood; channels=(64, 32)")
+    add("metric", "conv", f"{_M}.conv:ConvMetric", doc="convolutional metric network (C, H, W) -> L(x)")
     add("prior", "spherical", f"{_M}.priors:Spherical", doc="standard normal N(0, I)")
     add("tempering", "quadratic", f"{_M}.tempering:Quadratic", doc="1/sqrt(beta_k) quadratic in k/K, beta_K = 1")
     add("tempering", "none", f"{_M}.tempering:Constant", doc="constant beta0: no momentum rescaling")

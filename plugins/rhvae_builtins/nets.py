@@ -1,5 +1,9 @@
 """MLP encoder, decoders and metric network, written once over ``B.xp``.
 
+Inputs may be shaped (``(B, C, H, W)`` images: ``input_dim`` is then a shape tuple): the MLPs
+flatten them; the decoder's outputs stay flat ``(B, prod(shape))``, which the core reshapes
+(:func:`rhvae.math.hamiltonian.shaped`).
+
 Parameters are flat dicts (``"hidden0.w" (in, out)``, ``"hidden0.b" (out,)``, one ``"<head>.w"``
 and ``"<head>.b"`` per output head), drawn in numpy, so torch and jax share one layout and one
 initialisation (:data:`INITS`).
@@ -7,12 +11,17 @@ initialisation (:data:`INITS`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from rhvae.errors import InputError
 from rhvae.interfaces import Array, Backend, Likelihood, Params
+
+
+def _size(dim: int | tuple[int, ...]) -> int:
+    return math.prod(dim) if isinstance(dim, tuple) else dim
 
 
 def _fan_in(rng: np.random.Generator, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,9 +62,9 @@ class MLP:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(hidden={self.hidden}, activation={self.activation!r})"
 
-    def _init(self, rng: np.random.Generator, n_in: int, heads: dict[str, int]) -> dict[str, np.ndarray]:
+    def _init(self, rng: np.random.Generator, n_in: int | tuple[int, ...], heads: dict[str, int]) -> dict[str, np.ndarray]:
         layer = INITS[self.init_name]
-        params, width = {}, n_in
+        params, width = {}, _size(n_in)
         for i, h in enumerate(self.hidden):
             params[f"hidden{i}.w"], params[f"hidden{i}.b"] = layer(rng, width, h)
             width = h
@@ -65,7 +74,7 @@ class MLP:
 
     def _apply(self, B: Backend, params: Params, x: Array, heads: Sequence[str]) -> tuple[Array, ...]:
         act = B.activation(self.activation)
-        h = x
+        h = x.reshape(x.shape[0], -1) if x.ndim > 2 else x
         for i in range(len(self.hidden)):
             h = act(h @ params[f"hidden{i}.w"] + params[f"hidden{i}.b"])
         return tuple(h @ params[f"{name}.w"] + params[f"{name}.b"] for name in heads)
@@ -95,8 +104,8 @@ class MLPDecoder(MLP):
     def _heads(self) -> tuple[str, ...]:
         return tuple(f"out{i}" for i in range(self.likelihood.n_outputs))
 
-    def init(self, rng: np.random.Generator, latent_dim: int, output_dim: int) -> dict[str, np.ndarray]:
-        return self._init(rng, latent_dim, dict.fromkeys(self._heads(), output_dim))
+    def init(self, rng: np.random.Generator, latent_dim: int, output_dim: int | tuple[int, ...]) -> dict[str, np.ndarray]:
+        return self._init(rng, latent_dim, dict.fromkeys(self._heads(), _size(output_dim)))
 
     def __call__(self, B: Backend, params: Params, z: Array) -> tuple[Array, ...]:
         return self._apply(B, params, z, self._heads())

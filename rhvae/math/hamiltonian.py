@@ -14,9 +14,14 @@ from rhvae.interfaces import Array, Backend, Decoder, LogPrior, Params
 from rhvae.math.metric import LocalMetric, MetricSpec, MetricState, local_metric, momentum_log_prob
 
 
+def shaped(outputs: tuple[Array, ...], shape: tuple[int, ...]) -> tuple[Array, ...]:
+    """Decoder outputs as ``(B, *shape)``: a decoder may return them flat, ``(B, prod(shape))``."""
+    return tuple(o if tuple(o.shape[1:]) == shape else o.reshape((o.shape[0], *shape)) for o in outputs)
+
+
 @dataclass(frozen=True)
 class Hamiltonian:
-    """``H(z, ρ)`` for data ``x (B, D)`` under a decoder and a metric state with its settings (closed over)."""
+    """``H(z, ρ)`` for data ``x (B, D)`` (or ``(B, *shape)``) under a decoder and a metric state with its settings (closed over)."""
 
     B: Backend
     x: Array
@@ -28,7 +33,7 @@ class Hamiltonian:
 
     def log_likelihood(self, z: Array) -> Array:
         """``log p(x | z)``, ``(B,)``."""
-        outputs = self.decoder(self.B, self.decoder_params, z)
+        outputs = shaped(self.decoder(self.B, self.decoder_params, z), tuple(self.x.shape[1:]))
         return self.decoder.likelihood.log_prob(self.B, self.x, outputs)
 
     def potential(self, z: Array) -> Array:

@@ -1,0 +1,161 @@
+"""Convolutional encoder, decoder and metric network for images ``(B, C, H, W)``, written once over
+the backend's ``conv2d``/``conv_transpose2d`` (channels first, kernels ``(out, in, k, k)``).
+
+The defaults suit 28×28 MNIST on a CPU (two stride-2 layers of 32 and 64 channels); pythae's
+MNIST architecture (``Encoder_Conv_VAE_MNIST``/``Decoder_Conv_AE_MNIST``, without its batch
+norm) is ``ConvEncoder(channels=(128, 256, 512, 1024))`` with ``ConvDecoder(channels=(1024, 512,
+256), kernel=3)``. Layers are initialised as torch's ``nn.Conv2d``/``nn.ConvTranspose2d`` are,
+``U(±1/√fan_in)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from rhvae.errors import InputError
+from rhvae.interfaces import Array, Backend, Likelihood, Params
+
+
+def _uniform(rng: np.random.Generator, fan_in: int, weight_shape: tuple[int, ...], n_bias: int):
+    bound = 1.0 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=weight_shape), rng.uniform(-bound, bound, size=n_bias)
+
+
+def _image_shape(dim, role: str) -> tuple[int, int, int]:
+    if not (isinstance(dim, tuple) and len(dim) == 3):
+        raise InputError(f"a convolutional {role} needs images: input_dim/output_dim must be a shape "
+                         f"(channels, height, width); got {dim!r}")
+    return dim
+
+
+def conv_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """The side after one convolution: ``⌊(size + 2p - k)/s⌋ + 1``."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class _Conv:
+    """Settings shared by the three networks: ``channels`` per layer, square ``kernel``, ``stride``,
+    ``padding`` and the ``activation`` after every layer but the output."""
+
+    def __init__(self, channels: Sequence[int], kernel: int, stride: int, padding: int, activation: str) -> None:
+        self.channels = tuple(int(c) for c in channels)
+        if not self.channels or any(c < 1 for c in self.channels):
+            raise InputError(f"channels must be a non-empty sequence of positive integers; got {channels!r}")
+        if not (kernel >= 1 and stride >= 1 and 0 <= padding < kernel):
+            raise InputError(f"need kernel >= 1, stride >= 1 and 0 <= padding < kernel; got kernel={kernel}, "
+                             f"stride={stride}, padding={padding}")
+        self.kernel, self.stride, self.padding, self.activation = int(kernel), int(stride), int(padding), activation
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(channels={self.channels}, kernel={self.kernel}, stride={self.stride}, "
+                f"padding={self.padding}, activation={self.activation!r})")
+
+
+class _ConvTrunk(_Conv):
+    """``x (B, C, H, W)`` through ``conv → act`` layers, flattened, then linear heads."""
+
+    def __init__(self, channels: Sequence[int] = (32, 64), kernel: int = 4, stride: int = 2, padding: int = 1,
+                 activation: str = "relu") -> None:
+        super().__init__(channels, kernel, stride, padding, activation)
+
+    def _init(self, rng: np.random.Generator, input_dim, heads: dict[str, int]) -> dict[str, np.ndarray]:
+        c_in, h, w = _image_shape(input_dim, "network")
+        k, params = self.kernel, {}
+        for i, c_out in enumerate(self.channels):
+            params[f"conv{i}.w"], params[f"conv{i}.b"] = _uniform(rng, c_in * k * k, (c_out, c_in, k, k), c_out)
+            c_in, h, w = c_out, *(conv_size(s, k, self.stride, self.padding) for s in (h, w))
+            if h < 1 or w < 1:
+                raise InputError(f"{self!r} shrinks {input_dim} to nothing at layer {i}; use fewer layers")
+        for name, n_out in heads.items():
+            W, b = _uniform(rng, c_in * h * w, (c_in * h * w, n_out), n_out)
+            params[f"{name}.w"], params[f"{name}.b"] = W, b
+        return params
+
+    def _apply(self, B: Backend, params: Params, x: Array, heads: Sequence[str]) -> tuple[Array, ...]:
+        act = B.activation(self.activation)
+        h = x
+        for i in range(len(self.channels)):
+            h = act(B.conv2d(h, params[f"conv{i}.w"], self.stride, self.padding) + params[f"conv{i}.b"][:, None, None])
+        h = h.reshape(h.shape[0], -1)
+        return tuple(h @ params[f"{name}.w"] + params[f"{name}.b"] for name in heads)
+
+
+class ConvEncoder(_ConvTrunk):
+    """``x (B, C, H, W) -> (μ, log σ)``: a convolutional trunk and two linear heads."""
+
+    def init(self, rng: np.random.Generator, input_dim, latent_dim: int) -> dict[str, np.ndarray]:
+        return self._init(rng, input_dim, {"mu": latent_dim, "log_sigma": latent_dim})
+
+    def __call__(self, B: Backend, params: Params, x: Array) -> tuple[Array, Array]:
+        return self._apply(B, params, x, ("mu", "log_sigma"))
+
+
+class ConvMetric(_ConvTrunk):
+    """``x (B, C, H, W) -> (diag (d,), lower (d(d-1)/2,))``, the raw entries of ``L(x)``."""
+
+    def init(self, rng: np.random.Generator, input_dim, latent_dim: int) -> dict[str, np.ndarray]:
+        return self._init(rng, input_dim, {"diag": latent_dim, "lower": latent_dim * (latent_dim - 1) // 2})
+
+    def __call__(self, B: Backend, params: Params, x: Array) -> tuple[Array, Array]:
+        return self._apply(B, params, x, ("diag", "lower"))
+
+
+class ConvDecoder(_Conv):
+    """``z -> outputs (B, C, H, W)``: a linear layer to ``channels[0]`` maps of side ``s_0``, then
+    transposed convolutions through ``channels[1:]`` to ``C × n_outputs`` maps of side ``H × W``
+    (split into the likelihood's outputs); the last layer has one bias per pixel, whose shape
+    ``(C n_outputs, H, W)`` also tells the decoder its image size.
+
+    The sides run backwards from the image, ``s_{l-1} = ⌊(s_l + 2p - k)/s⌋ + 1``, and each layer's
+    ``output_padding = s_l - ((s_{l-1} - 1)s - 2p + k)`` makes it land exactly on ``s_l``.
+    """
+
+    def __init__(self, likelihood: Likelihood, channels: Sequence[int] = (64, 32), kernel: int = 4, stride: int = 2,
+                 padding: int = 1, activation: str = "relu") -> None:
+        super().__init__(channels, kernel, stride, padding, activation)
+        self.likelihood = likelihood
+
+    def __repr__(self) -> str:
+        return f"ConvDecoder({self.likelihood!r}, {super().__repr__().split('(', 1)[1]}"
+
+    def _sides(self, side: int) -> list[tuple[int, int]]:
+        """``(s_{l-1}, output_padding_l)`` for each transposed convolution, first layer first."""
+        k, s, p, layers = self.kernel, self.stride, self.padding, []
+        for _ in self.channels:
+            before = conv_size(side, k, s, p)
+            pad = side - ((before - 1) * s - 2 * p + k)
+            if before < 1 or not 0 <= pad < s:
+                raise InputError(f"{self!r} cannot produce images of side {side}; change kernel/stride/padding "
+                                 f"or the number of layers")
+            layers.append((before, pad))
+            side = before
+        return layers[::-1]
+
+    def init(self, rng: np.random.Generator, latent_dim: int, output_dim) -> dict[str, np.ndarray]:
+        c, h, w = _image_shape(output_dim, "decoder")
+        h0, w0 = self._sides(h)[0][0], self._sides(w)[0][0]
+        k, params, n_fc = self.kernel, {}, self.channels[0] * h0 * w0
+        params["fc.w"], params["fc.b"] = _uniform(rng, latent_dim, (latent_dim, n_fc), n_fc)
+        widths = [*self.channels, c * self.likelihood.n_outputs]
+        for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:])):
+            params[f"deconv{i}.w"], params[f"deconv{i}.b"] = _uniform(rng, c_out * k * k, (c_in, c_out, k, k), c_out)
+        last = f"deconv{len(self.channels) - 1}.b"
+        params[last] = np.broadcast_to(params[last][:, None, None], (widths[-1], h, w)).copy()
+        return params
+
+    def __call__(self, B: Backend, params: Params, z: Array) -> tuple[Array, ...]:
+        act, n = B.activation(self.activation), len(self.channels)
+        c_out, h, w = params[f"deconv{n - 1}.b"].shape
+        rows, cols = self._sides(h), self._sides(w)
+        x = act(z @ params["fc.w"] + params["fc.b"]).reshape(z.shape[0], self.channels[0], rows[0][0], cols[0][0])
+        for i, ((_, pad_h), (_, pad_w)) in enumerate(zip(rows, cols)):
+            bias = params[f"deconv{i}.b"]
+            x = B.conv_transpose2d(x, params[f"deconv{i}.w"], self.stride, self.padding, (pad_h, pad_w)) \
+                + (bias if i == n - 1 else bias[:, None, None])
+            if i < n - 1:
+                x = act(x)
+        per = c_out // self.likelihood.n_outputs
+        return tuple(x[:, j * per:(j + 1) * per] for j in range(self.likelihood.n_outputs))

@@ -1,0 +1,159 @@
+"""Image-shaped data ``(B, C, H, W)`` and the convolutional built-ins.
+
+The convolutions are checked against an independent numpy computation and against each other
+through their defining property (the transposed convolution is the adjoint of the convolution);
+the image models against the flat ones they must equal, and torch against jax.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rhvae
+from rhvae.model import Noise
+from rhvae.testing import normwise_error
+from rhvae.tree import flatten
+from rhvae_builtins.conv import ConvDecoder, conv_size
+from rhvae_builtins.likelihoods import Bernoulli, GaussianLogScale
+
+
+def _numpy_conv2d(x, w, stride, padding):
+    """Cross-correlation by explicit loops over output pixels (the textbook definition)."""
+    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    k = w.shape[-1]
+    h, v = (x.shape[2] - k) // stride + 1, (x.shape[3] - k) // stride + 1
+    out = np.zeros((x.shape[0], w.shape[0], h, v))
+    for i in range(h):
+        for j in range(v):
+            patch = x[:, :, i * stride:i * stride + k, j * stride:j * stride + k]
+            out[:, :, i, j] = np.einsum("bchw,ochw->bo", patch, w)
+    return out
+
+
+def _backend(name: str, device: str = "cpu"):
+    return rhvae.get_registry().create("backend", name, device=device)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), (4, 2, 1), (3, 2, 0), (5, 3, 2)])
+def test_conv2d_matches_numpy_and_its_transpose_is_the_adjoint(backend, kernel, stride, padding, rng):
+    B = _backend(*backend)
+    x = rng.standard_normal((2, 3, 9, 8))
+    w = rng.standard_normal((4, 3, kernel, kernel))
+    y = B.to_numpy(B.conv2d(B.asarray(x, "float64"), B.asarray(w, "float64"), stride, padding))
+    np.testing.assert_allclose(y, _numpy_conv2d(x, w, stride, padding), rtol=1e-12, atol=1e-12)
+    # <conv(x), u> = <x, convᵀ(u)>: the output padding restores the input's size exactly
+    u = rng.standard_normal(y.shape)
+    pad = tuple(s - ((o - 1) * stride - 2 * padding + kernel) for s, o in zip(x.shape[2:], y.shape[2:]))
+    back = B.to_numpy(B.conv_transpose2d(B.asarray(u, "float64"), B.asarray(w, "float64"), stride, padding, pad))
+    assert back.shape == x.shape
+    np.testing.assert_allclose(np.vdot(y, u), np.vdot(x, back), rtol=1e-12)
+
+
+def _conv_model(name, dtype="float64", device="cpu", **hyper):
+    """Small conv networks (4 and 8 channels): what is checked does not depend on the width."""
+    reg = rhvae.get_registry()  # created by name, so a checkpoint can rebuild them
+    return rhvae.RHVAE(name, device=device, input_dim=(1, 12, 12), latent_dim=2,
+                       encoder=reg.create("encoder", "conv", channels=(4, 8)),
+                       decoder=reg.create("decoder", "bernoulli_conv", channels=(8, 4)),
+                       metric=reg.create("metric", "conv", channels=(4,)), K=1, steps=2, dtype=dtype, **hyper)
+
+
+def _images(n=6, seed=0):
+    return np.random.default_rng(seed).uniform(0, 1, (n, 1, 12, 12))
+
+
+def test_conv_model_torch_jax_parity():
+    """ELBO, loss and every parameter gradient of a conv encoder/decoder/metric model, float64."""
+    x = _images()
+    noise = Noise(*np.random.default_rng(1).standard_normal((2, 6, 2)))
+    out = {}  # (elbo, loss, gradient)
+    for name in ("torch", "jax"):
+        model = _conv_model(name)
+        state = model.init(seed=0, centroids=x)
+        loss, grads = model.loss_and_grad(state, x, noise=noise)
+        out[name] = (model.elbo(state, x, noise=noise), loss,
+                     np.concatenate([np.asarray(v).ravel() for _, v in sorted(flatten(grads))]))
+    assert abs(out["torch"][0] - out["jax"][0]) <= 1e-10 * abs(out["torch"][0])
+    assert normwise_error(out["torch"][2], out["jax"][2]) <= 1e-10
+
+
+def test_images_through_an_mlp_equal_the_flat_rows(backend):
+    """An MLP model on ``(B, 1, 4, 4)`` images is the flat model on ``(B, 16)`` rows: same
+    parameters, same ELBO, NLL and decoded shape."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (8, 1, 4, 4))
+    noise = Noise(*rng.standard_normal((2, 8, 2)))
+    kw = dict(latent_dim=2, K=1, steps=1, dtype="float64", device=backend[1])
+    image = rhvae.RHVAE(backend[0], input_dim=(1, 4, 4), **kw)
+    flat = rhvae.RHVAE(backend[0], input_dim=16, **kw)
+    si, sf = image.init(seed=3, centroids=x), flat.init(seed=3, centroids=x.reshape(8, 16))
+    assert image.elbo(si, x, noise=noise) == pytest.approx(flat.elbo(sf, x.reshape(8, 16), noise=noise), rel=1e-12)
+    np.testing.assert_allclose(image.nll(si, x[:2], n_samples=4, seed=1, progress=False),
+                               flat.nll(sf, x[:2].reshape(2, 16), n_samples=4, seed=1, progress=False), rtol=1e-12)
+    assert image.decode(si, np.zeros((3, 2))).shape == (3, 1, 4, 4)
+
+
+# JAX compiles each of the five functions for about 6 s on 2 cores: its variant runs under -m slow
+@pytest.mark.parametrize("backend", [("torch", "cpu"), pytest.param(("jax", "cpu"), marks=pytest.mark.slow)],
+                         ids=["torch", "jax"])
+def test_conv_model_trains_samples_saves_and_reads_memory_mapped_images(backend, tmp_path):
+    x = _images(24).astype("float32")
+    model = _conv_model(backend[0], dtype="float32", device=backend[1])
+    start = model.init(seed=0)
+    state, history = model.fit(start, x, epochs=2, batch_size=8, progress=False)
+    assert np.isfinite(history["loss"]).all()
+    assert all(not np.array_equal(model.backend.to_numpy(v), model.backend.to_numpy(start.params[k][n]))
+               for k, p in state.params.items() for n, v in p.items())
+    np.save(tmp_path / "x.npy", x)
+    state, _ = model.fit(state, str(tmp_path / "x.npy"), epochs=1, batch_size=8, progress=False)
+    drawn = model.sample(state, 3, transitions=2, warmup=2, progress=False)
+    assert drawn.x.shape == (3, 1, 12, 12)
+    path = model.save(state, tmp_path / "conv.npz")
+    loaded_model, loaded = rhvae.load(path)
+    assert loaded_model.config.input_shape == (1, 12, 12)
+    assert loaded_model.elbo(loaded, x, seed=2) == pytest.approx(model.elbo(state, x, seed=2), rel=1e-6)
+
+
+@pytest.mark.parametrize("side", [28, 13, 9])
+@pytest.mark.parametrize("kernel, stride, padding", [(4, 2, 1), (3, 2, 1), (5, 2, 2)])
+def test_conv_decoder_lands_on_every_image_side(side, kernel, stride, padding):
+    """The planned side before each transposed convolution, pushed forward with its output
+    padding, gives back the image's side exactly."""
+    decoder = ConvDecoder(Bernoulli(), channels=(4, 4, 4), kernel=kernel, stride=stride, padding=padding)
+    layers = decoder._sides(side)
+    s = layers[0][0]
+    for before, pad in layers:
+        assert before == s and 0 <= pad < stride
+        s = (s - 1) * stride - 2 * padding + kernel + pad
+    assert s == side
+
+
+def test_pythae_mnist_architecture_is_reachable():
+    """pythae's Decoder_Conv_AE_MNIST: a linear layer to 1024 maps of 4×4, then kernel 3, stride 2,
+    padding 1 (output paddings 0, 1, 1) to 28×28; its encoder's 4 layers take 28 to 1."""
+    layers = ConvDecoder(Bernoulli(), channels=(1024, 512, 256), kernel=3)._sides(28)
+    assert layers == [(4, 0), (7, 1), (14, 1)]
+    side = 28
+    for _ in range(4):
+        side = conv_size(side, 4, 2, 1)
+    assert side == 1
+
+
+def test_gaussian_logscale_conv_splits_its_outputs():
+    decoder = ConvDecoder(GaussianLogScale(), channels=(4,), kernel=4)
+    B = _backend("torch")
+    params = {k: B.asarray(v, "float32") for k, v in decoder.init(np.random.default_rng(0), 2, (3, 8, 8)).items()}
+    mu, log_sigma = decoder(B, params, B.asarray(np.zeros((5, 2)), "float32"))
+    assert tuple(mu.shape) == tuple(log_sigma.shape) == (5, 3, 8, 8)
+
+
+def test_wrong_shapes_are_named():
+    model = _conv_model("torch", dtype="float32")
+    state = model.init(seed=0)
+    with pytest.raises(ValueError, match=r"shape \(batch, 1, 12, 12\).*x.reshape\(len\(x\), 1, 12, 12\)"):
+        model.elbo(state, np.zeros((4, 144), np.float32))
+    with pytest.raises(ValueError, match="convolutional network needs images"):
+        rhvae.RHVAE("torch", input_dim=144, latent_dim=2, encoder="conv")
+    with pytest.raises(ValueError, match=r"input_dim\[1\] must be >= 1"):
+        rhvae.RHVAE("torch", input_dim=(1, 0, 12), latent_dim=2)
