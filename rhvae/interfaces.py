@@ -13,7 +13,7 @@ Shapes are batch-first: ``x`` is ``(B, D)``, or ``(B, *shape)`` for shaped data 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -161,30 +161,91 @@ class TemperingSchedule(Protocol):
     def __call__(self, K: int, beta0: float) -> np.ndarray: ...
 
 
+class PositionTerms(NamedTuple):
+    """What a :class:`GradH` computes once at a position ``z (B, d)`` and reuses for every momentum
+    there (every fixed-point iteration, and across the boundary between two leapfrog steps).
+
+    Only ``z`` is required. A method that computed the metric at ``z`` (a
+    :class:`rhvae.math.metric.LocalMetric`), ``log p(x | z)``, ``∇z U(z)`` or ``G(z)`` puts them here:
+    the integrator and the ELBO then reuse them instead of computing them again.
+    """
+
+    z: Array
+    metric: Any = None
+    log_likelihood: Array | None = None
+    grad_potential: Array | None = None
+    G: Array | None = None
+
+
 @runtime_checkable
 class GradH(Protocol):
     """Partial derivatives of the Hamiltonian ``H(z, rho)`` (a :class:`rhvae.math.Hamiltonian`).
 
     ``grad_z`` is ``∂H/∂z`` at fixed ``rho`` and ``grad_rho`` is ``∂H/∂rho`` at fixed ``z``,
     both ``(B, d)``; each sample's H depends only on its own row, so these are per-sample.
+    ``prepare(B, H, z)`` returns the :class:`PositionTerms` of ``z``; ``grad_z_at``/``grad_rho_at``
+    take them in place of ``z`` (:class:`GradHBase` gives the defaults: terms holding ``z`` alone).
+    ``closed_form``: the method reads the Hamiltonian's parts (decoder, metric state) instead of
+    only calling ``H(z, rho)``; it is then cheap to compile, so the leapfrog loops are unrolled
+    around it, and an integrator that differentiates another callable refuses it.
     """
+
+    closed_form: bool
 
     def grad_z(self, B: Backend, H: Any, z: Array, rho: Array) -> Array: ...
     def grad_rho(self, B: Backend, H: Any, z: Array, rho: Array) -> Array: ...
+    def prepare(self, B: Backend, H: Any, z: Array) -> PositionTerms: ...
+    def grad_z_at(self, B: Backend, H: Any, at: PositionTerms, rho: Array) -> Array: ...
+    def grad_rho_at(self, B: Backend, H: Any, at: PositionTerms, rho: Array) -> Array: ...
+
+
+class GradHBase:
+    """Defaults of :class:`GradH` for a method that differentiates ``H(z, rho)`` as a black box:
+    nothing to prepare but the position, and ``grad_*_at`` are ``grad_*`` at ``at.z``."""
+
+    closed_form = False
+
+    def prepare(self, B: Backend, H: Any, z: Array) -> PositionTerms:
+        return PositionTerms(z)
+
+    def grad_z_at(self, B: Backend, H: Any, at: PositionTerms, rho: Array) -> Array:
+        return self.grad_z(B, H, at.z, rho)
+
+    def grad_rho_at(self, B: Backend, H: Any, at: PositionTerms, rho: Array) -> Array:
+        return self.grad_rho(B, H, at.z, rho)
+
+
+class FlowEnds(NamedTuple):
+    """What an :class:`Integrator`'s flow hands the ELBO: the initial momentum ``rho0`` and
+    ``log q(rho0)`` (its ELBO term), the endpoint ``(zK, rhoK)``, ``log p(x | zK)`` and the metric
+    (a :class:`rhvae.math.metric.LocalMetric`) at ``zK``; arrays ``(B, d)`` or ``(B,)``."""
+
+    rho0: Array
+    log_q_rho: Array
+    zK: Array
+    rhoK: Array
+    log_px: Array
+    metricK: Any
 
 
 @runtime_checkable
-class PreparedGradH(GradH, Protocol):
-    """A :class:`GradH` that computes what depends only on the position once and reuses it.
+class Integrator(Protocol):
+    """The tempered flow of the ELBO: from ``z0`` and the momentum noise ``xi`` to ``(zK, rhoK)``.
 
-    ``prepare(B, H, z)`` returns a pytree of arrays for position ``z``; ``grad_z_at`` and
-    ``grad_rho_at`` take it in place of ``z``. The leapfrog prepares each position once, for all
-    the fixed-point iterations at that position and across the boundary between two steps.
+    ``flow(B, H, grad_h, settings, z0, xi, scales)``: draw ``rho0`` from ``xi`` and run ``K =
+    len(scales)`` steps, rescaling the momentum by ``scales[k]`` after step ``k``
+    (``settings``: a :class:`rhvae.math.elbo.Flow`); returns :class:`FlowEnds`. ``step(B, H,
+    grad_h, settings, z, rho)``: one untempered step ``(z, rho) -> (z', rho')``.
+    ``log_beta_ratio(betas)``: the log-Jacobian factor of the tempering in ``log q̄``.
+    ``check(grad_h, settings)``: raise :class:`rhvae.errors.InputError` for a ∇H method or a
+    setting the integrator cannot use (called when the model is built).
     """
 
-    def prepare(self, B: Backend, H: Any, z: Array) -> Any: ...
-    def grad_z_at(self, B: Backend, H: Any, prepared: Any, rho: Array) -> Array: ...
-    def grad_rho_at(self, B: Backend, H: Any, prepared: Any, rho: Array) -> Array: ...
+    def flow(self, B: Backend, H: Any, grad_h: GradH, settings: Any, z0: Array, xi: Array,
+             scales: Array) -> FlowEnds: ...
+    def step(self, B: Backend, H: Any, grad_h: GradH, settings: Any, z: Array, rho: Array) -> tuple[Array, Array]: ...
+    def log_beta_ratio(self, betas: np.ndarray) -> float: ...
+    def check(self, grad_h: GradH, settings: Any) -> None: ...
 
 
 PROTOCOLS: dict[str, type] = {
@@ -195,6 +256,7 @@ PROTOCOLS: dict[str, type] = {
     "prior": LogPrior,
     "tempering": TemperingSchedule,
     "grad_h": GradH,
+    "integrator": Integrator,
 }
 """Component kind -> the Protocol its objects satisfy."""
 

@@ -17,14 +17,12 @@ from rhvae.config import RHVAEConfig
 from rhvae.errors import BackendUnavailableError, InputError, InputTypeError, RhvaeError
 from rhvae.data import Rows
 from rhvae.diagnostics import chain_diagnostics
-from rhvae.interfaces import Array, Backend, DataParallel, PreparedGradH
-from rhvae.math import aetk
+from rhvae.interfaces import Array, Backend, DataParallel
 from rhvae.math import elbo as elbo_math
 from rhvae.math import geodesic as geodesic_math
 from rhvae.math import pullback
 from rhvae.math import sampler as sampler_math
 from rhvae.math.hamiltonian import Hamiltonian, shaped
-from rhvae.math.leapfrog import leapfrog_step
 from rhvae.math.metric import MetricSpec, MetricState, local_metric, metric_tensor
 from rhvae.optim import Adam
 from rhvae.probe import PROBES
@@ -149,32 +147,28 @@ class RHVAE:
                                               f"this model's backend is {name!r}")
             return reg.validate(kind, spec)
 
+        c = self.config
         self.components = elbo_math.Components(
             encoder=component("encoder", encoder),
             decoder=component("decoder", decoder),
             metric=component("metric", metric),
             prior=component("prior", position_prior),
             grad_h=component("grad_h", grad_h),
+            integrator=component("integrator", c.integrator),
         )
         self.tempering = component("tempering", tempering)
-        self.betas = _check_betas(self.tempering(self.config.K, self.config.beta0), self.config)
-        c = self.config
-        aetk = c.integrator == "aetk"
+        self.betas = _check_betas(self.tempering(c.K, c.beta0), c)
         self.metric_spec = MetricSpec(c.T, c.lam, c.reduction, c.centroid_chunk, c.weight_tol, c.M_max)
-        if aetk and isinstance(self.components.grad_h, PreparedGradH):
-            raise InputError(f"integrator='aetk' differentiates AutoEncoderToolkit.jl's frozen Hamiltonian, "
-                             f"which grad_h={self.components.grad_h!r} does not support; "
-                             f"use grad_h='finite' (its default) or 'autodiff'")
-        if aetk and c.truncate_gradients:
-            raise InputError("truncate_gradients applies to integrator='implicit' only")
+        integrator = self.components.integrator
         self.flow = elbo_math.Flow(
             eps=c.eps, steps=c.steps, beta0=c.beta0,
             momentum_scales=elbo_math.momentum_scales(self.betas),
-            log_beta_ratio=float(math.log(self.betas[0] if aetk else self.betas[0] / self.betas[-1])),
+            log_beta_ratio=integrator.log_beta_ratio(self.betas),
             metric=self.metric_spec,
             logp_prefactor=c.logp_prefactor, logq_prefactor=c.logq_prefactor,
-            truncate_gradients=c.truncate_gradients, integrator=c.integrator, guard_fixed_point=c.guard_fixed_point,
+            truncate_gradients=c.truncate_gradients, guard_fixed_point=c.guard_fixed_point,
         )
+        integrator.check(self.components.grad_h, self.flow)
         self.optimizer = Adam(lr=c.learning_rate)
         self._compiled: dict[str, Callable] = {}
         if probe not in PROBES:
@@ -734,13 +728,10 @@ class RHVAE:
     def leapfrog(self, state: TrainState, x: Any, z: Any, rho: Any) -> tuple[np.ndarray, np.ndarray]:
         """One leapfrog step ``(z, ρ) -> (z', ρ'')`` of the configured integrator (no tempering), under
         the frozen metric."""
-        B, gh, c = self.backend, self.components.grad_h, self.config
+        B, parts, flow = self.backend, self.components, self.flow
 
         def step(p, m, xb, zb, rb):
-            H = self._hamiltonian(p, m, xb)
-            if c.integrator == "aetk":
-                return aetk.leapfrog_step(B, gh, H, zb, rb, aetk.freeze(B, H, zb), c.eps, c.steps)[:2]
-            return leapfrog_step(B, H, gh, zb, rb, c.eps, c.steps, c.guard_fixed_point)
+            return parts.integrator.step(B, self._hamiltonian(p, m, xb), parts.grad_h, flow, zb, rb)
 
         fn = self._compile("leapfrog", lambda: step)
         z1, r1 = fn(state.params, self._metric(state), *self._phase_point(state, x, z, rho))

@@ -122,12 +122,14 @@ def probe(model: RHVAE, registry: Registry, mode: str = "full") -> None:
         put("prior", "log_prob", parts.prior.log_prob(B, z), (n,))
         if hasattr(parts.prior, "grad_log_prob"):
             put("prior", "grad_log_prob", parts.prior.grad_log_prob(B, z), (n, d))
-        if c.integrator == "implicit":
-            stage[0] = "grad_h"
-            H = Hamiltonian(B, x_out, parts.decoder, params["decoder"], parts.prior,
-                            metric_state(B, mu, lower_triangular(B, diag, lower)), model.metric_spec)
-            put("grad_h", "grad_z", parts.grad_h.grad_z(B, H, z, rho), (n, d))
-            put("grad_h", "grad_rho", parts.grad_h.grad_rho(B, H, z, rho), (n, d))
+        stage[0] = "grad_h"
+        H = Hamiltonian(B, x_out, parts.decoder, params["decoder"], parts.prior,
+                        metric_state(B, mu, lower_triangular(B, diag, lower)), model.metric_spec)
+        put("grad_h", "grad_z", parts.grad_h.grad_z(B, H, z, rho), (n, d))
+        put("grad_h", "grad_rho", parts.grad_h.grad_rho(B, H, z, rho), (n, d))
+        at = parts.grad_h.prepare(B, H, z)
+        put("grad_h", "grad_z_at (prepared)", parts.grad_h.grad_z_at(B, H, at, rho), (n, d))
+        put("grad_h", "grad_rho_at (prepared)", parts.grad_h.grad_rho_at(B, H, at, rho), (n, d))
         return out
 
     abstract = getattr(B, "eval_shape", None) if mode == "shapes" else None

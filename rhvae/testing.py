@@ -181,9 +181,12 @@ def _grad_h_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
     H = Hamiltonian(B, a["x"], a["decoder"], a["params"], prior, MetricState(a["centroids"], a["M"]),
                     MetricSpec(T=0.8, lam=0.1))
     z, rho, xp = a["z"], a["rho"], B.xp
+    at = obj.prepare(B, H, z)
     return {
         "grad_z": obj.grad_z(B, H, z, rho),
         "grad_rho": obj.grad_rho(B, H, z, rho),
+        "grad_z_at": obj.grad_z_at(B, H, at, rho),
+        "grad_rho_at": obj.grad_rho_at(B, H, at, rho),
         "autodiff_grad_z": B.grad(lambda zz: xp.sum(H(zz, rho)))(z),
         "autodiff_grad_rho": B.grad(lambda rr: xp.sum(H(z, rr)))(rho),
     }
@@ -208,9 +211,11 @@ _CASES: dict[str, _Case] = {
         _metric_run, lambda obj: {"diag": _LATENT_PAIR, "lower": (BATCH, LATENT_DIM * (LATENT_DIM - 1) // 2)}),
     "grad_h": _Case(
         _grad_h_inputs, _grad_h_run,
-        lambda obj: dict.fromkeys(("grad_z", "grad_rho", "autodiff_grad_z", "autodiff_grad_rho"), _LATENT_PAIR),
-        (("grad_z", "autodiff_grad_z", APPROX_GRAD_RTOL), ("grad_rho", "autodiff_grad_rho", APPROX_GRAD_RTOL)),
-        {**dict.fromkeys(("grad_z", "grad_rho"), APPROX_GRAD_RTOL),
+        lambda obj: dict.fromkeys(("grad_z", "grad_rho", "grad_z_at", "grad_rho_at", "autodiff_grad_z",
+                                    "autodiff_grad_rho"), _LATENT_PAIR),
+        (("grad_z", "autodiff_grad_z", APPROX_GRAD_RTOL), ("grad_rho", "autodiff_grad_rho", APPROX_GRAD_RTOL),
+         ("grad_z_at", "grad_z", GRAD_RTOL), ("grad_rho_at", "grad_rho", GRAD_RTOL)),
+        {**dict.fromkeys(("grad_z", "grad_rho", "grad_z_at", "grad_rho_at"), APPROX_GRAD_RTOL),
          **dict.fromkeys(("autodiff_grad_z", "autodiff_grad_rho"), GRAD_RTOL)}),
 }
 
@@ -341,7 +346,8 @@ def check_component(kind: str, obj: Any, *, backends: Sequence[str | Backend] = 
       :data:`GRAD_RTOL` for gradients, :data:`APPROX_GRAD_RTOL` for a ∇H method's outputs);
     - a prior's ``grad_log_prob`` against ``B.grad`` of ``Σ log_prob`` (:data:`GRAD_RTOL`); a
       ``grad_h`` method's ``grad_z``, ``grad_rho`` on a small Hamiltonian against autodiff
-      (:data:`APPROX_GRAD_RTOL`: methods may approximate);
+      (:data:`APPROX_GRAD_RTOL`: methods may approximate), and its prepared forms ``grad_z_at``,
+      ``grad_rho_at`` (what the leapfrog calls) against ``grad_z``, ``grad_rho`` (:data:`GRAD_RTOL`);
 
     then that every backend agrees with the first (same bounds as jit↔eager). A tempering
     schedule is numpy only: shape ``(K+1,)``, finite, positive, ``betas[0] == beta0``.

@@ -94,6 +94,8 @@ class _QuadraticVelocity:
     """A stand-in ∇H whose ``∂H/∂ρ = a z²`` (per row): the position iteration
     ``z' ← z + (ε/2)(a z² + a z'²)`` converges for small ``a`` and runs away for large ``a``."""
 
+    closed_form = False
+
     def __init__(self, a):
         self.a = a
 

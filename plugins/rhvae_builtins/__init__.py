@@ -29,3 +29,7 @@ def rhvae_register(registry):
     add("grad_h", "analytic", f"{_M}.grad_h:Analytic",
         doc="closed form: G^-1 rho, contractions over centroids, one decoder VJP")
     add("grad_h", "finite", f"{_M}.grad_h:FiniteDifference", doc="central finite differences, step cbrt(eps)")
+    add("integrator", "implicit", "rhvae.math.leapfrog:GeneralizedLeapfrog",
+        doc="the paper's generalized leapfrog: implicit updates by guarded fixed-point iterations")
+    add("integrator", "aetk", "rhvae.math.aetk:FrozenLeapfrog",
+        doc="AutoEncoderToolkit.jl's leapfrog: frozen likelihood and metric, accumulating updates")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from rhvae.errors import InputError
-from rhvae.interfaces import Array, Backend
+from rhvae.interfaces import Array, Backend, GradHBase, PositionTerms
 from rhvae.math import gradients
 from rhvae.math.metric import inverse_metric
 
 
-class Autodiff:
+class Autodiff(GradHBase):
     """``∇H`` by the backend's autodiff: ``torch.func.grad`` / ``jax.grad`` of ``Σ_b H_b``.
 
     ``argnums`` makes these partial derivatives; nested inside the loss gradient they are
@@ -27,7 +27,7 @@ class Autodiff:
         return B.grad(lambda rr: B.xp.sum(H(z, rr)))(rho)
 
 
-class FiniteDifference:
+class FiniteDifference(GradHBase):
     """Central differences ``∂_i H ≈ [H(v + h e_i) - H(v - h e_i)] / 2h``, coordinate ``i`` of all rows at once.
 
     ``step`` defaults to ``∛eps`` of the dtype (4.92e-3 in float32, 6.06e-6 in float64), the
@@ -57,26 +57,29 @@ class FiniteDifference:
         return self._central(B, lambda rr: H(z, rr), rho)
 
 
-class Analytic:
+class Analytic(GradHBase):
     """``∇H`` in closed form (:mod:`rhvae.math.gradients`): ``∇ρH = G⁻¹ρ``,
     ``∇zκ = -(a/T²)[z Σ_i s_i - Σ_i s_i c_i]`` with ``s_i = (ρᵀM_iρ - tr(G M_i)) w_i``, and
     ``∇zU`` from one decoder VJP plus the prior's ``grad_log_prob``.
 
-    A :class:`rhvae.interfaces.PreparedGradH`: ``∇zU``, the weights, ``G`` and ``G⁻¹`` are
-    computed once per position and reused by every fixed-point iteration there.
+    ``closed_form``: ``∇zU``, the weights, ``G`` and ``G⁻¹`` are computed once per position
+    (:meth:`prepare`, every field of :class:`rhvae.interfaces.PositionTerms`) and reused by every
+    fixed-point iteration there.
     """
+
+    closed_form = True
 
     def __repr__(self) -> str:
         return "Analytic()"
 
-    def prepare(self, B: Backend, H, z: Array) -> gradients.PositionTerms:
+    def prepare(self, B: Backend, H, z: Array) -> PositionTerms:
         return gradients.position_terms(B, H, z)
 
-    def grad_z_at(self, B: Backend, H, prepared: gradients.PositionTerms, rho: Array) -> Array:
-        return gradients.grad_z(B, H, prepared, rho)
+    def grad_z_at(self, B: Backend, H, at: PositionTerms, rho: Array) -> Array:
+        return gradients.grad_z(B, H, at, rho)
 
-    def grad_rho_at(self, B: Backend, H, prepared: gradients.PositionTerms, rho: Array) -> Array:
-        return gradients.grad_rho(B, prepared.metric.G_inv, rho)
+    def grad_rho_at(self, B: Backend, H, at: PositionTerms, rho: Array) -> Array:
+        return gradients.grad_rho(B, at.metric.G_inv, rho)
 
     def grad_z(self, B: Backend, H, z: Array, rho: Array) -> Array:
         return self.grad_z_at(B, H, self.prepare(B, H, z), rho)

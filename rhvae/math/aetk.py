@@ -17,11 +17,19 @@ numbers from Julia can be reproduced.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rhvae.interfaces import Array, Backend, GradH, LogPrior
+import numpy as np
+
+from rhvae.errors import InputError
+from rhvae.interfaces import Array, Backend, FlowEnds, GradH, LogPrior
 from rhvae.math.hamiltonian import Hamiltonian
-from rhvae.math.metric import LocalMetric, momentum_log_prob
+from rhvae.math.metric import LocalMetric, momentum_log_prob, sample_momentum
+
+if TYPE_CHECKING:
+    from rhvae.math.elbo import Flow
 
 
 @dataclass(frozen=True)
@@ -68,3 +76,38 @@ def tempered_trajectory(B: Backend, grad_h: GradH, H: Hamiltonian, z: Array, rho
     zK, rhoK, log_lik, metric = B.fori_loop(0, momentum_scales.shape[0], body,
                                             (z, rho, frozen.log_likelihood, frozen.metric))
     return zK, rhoK, FrozenHamiltonian(B, H.prior, log_lik, metric)
+
+
+class FrozenLeapfrog:
+    """AutoEncoderToolkit.jl's integrator (``integrator="aetk"``), registered as a plugin of the
+    ``integrator`` kind: ``ρ0 = γ0/√β0`` with no gradient through ``G(z0)``'s factor (AETK draws it
+    under ``ignore_derivatives``), :func:`tempered_trajectory`, ``log N(ρ0; 0, G(z0))`` as the ρ0
+    term and ``log β0`` as the tempering's log-Jacobian factor whatever the schedule."""
+
+    def __repr__(self) -> str:
+        return "FrozenLeapfrog()"
+
+    def check(self, grad_h: GradH, settings: Flow) -> None:
+        """It differentiates the frozen Hamiltonian, a bare callable: a closed-form method, which
+        reads the full Hamiltonian's parts, does not apply; nor does ``truncate_gradients``."""
+        if grad_h.closed_form:
+            raise InputError(f"integrator='aetk' differentiates AutoEncoderToolkit.jl's frozen Hamiltonian, "
+                             f"which grad_h={grad_h!r} does not support; use grad_h='finite' (its default) "
+                             f"or 'autodiff'")
+        if settings.truncate_gradients:
+            raise InputError("truncate_gradients applies to integrator='implicit' only")
+
+    def log_beta_ratio(self, betas: np.ndarray) -> float:
+        return float(math.log(betas[0]))
+
+    def flow(self, B: Backend, H: Hamiltonian, grad_h: GradH, settings: Flow, z0: Array, xi: Array,
+             scales: Array) -> FlowEnds:
+        frozen0 = freeze(B, H, z0)
+        rho0 = B.stop_gradient(sample_momentum(B, frozen0.metric, xi)) / math.sqrt(settings.beta0)
+        zK, rhoK, frozenK = tempered_trajectory(B, grad_h, H, z0, rho0, frozen0, settings.eps, settings.steps, scales)
+        return FlowEnds(rho0, momentum_log_prob(B, frozen0.metric, rho0), zK, rhoK, frozenK.log_likelihood,
+                        frozenK.metric)
+
+    def step(self, B: Backend, H: Hamiltonian, grad_h: GradH, settings: Flow, z: Array,
+             rho: Array) -> tuple[Array, Array]:
+        return leapfrog_step(B, grad_h, H, z, rho, freeze(B, H, z), settings.eps, settings.steps)[:2]

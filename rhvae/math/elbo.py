@@ -8,8 +8,10 @@ with ``z0 = μ + σ ⊙ ε``, ``ρ0 = γ/√β0``, ``γ ~ N(0, G(z0))``. The las
 of the tempering rescalings (``Π_k √(β_{k-1}/β_k) = √(β0/β_K)``; the leapfrog preserves
 volume), so with unit prefactors ``log q̄ = log q(z0|x) + log N(γ; 0, G(z0))``.
 
-``integrator="aetk"`` (:mod:`rhvae.math.aetk`) follows AutoEncoderToolkit.jl instead: its
-leapfrog, ``log N(ρ0; 0, G(z0))`` as the ρ0 term and ``(d/2) log β0`` as the last one.
+The flow from ``z0`` to ``z_K`` and its ρ0 term come from the model's :class:`Integrator`
+component: the paper's (:class:`rhvae.math.leapfrog.GeneralizedLeapfrog`, ``"implicit"``) or
+AutoEncoderToolkit.jl's (:class:`rhvae.math.aetk.FrozenLeapfrog`, ``"aetk"``: ``log N(ρ0; 0,
+G(z0))`` as the ρ0 term and ``(d/2) log β0`` as the last one).
 """
 
 from __future__ import annotations
@@ -19,12 +21,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rhvae.interfaces import Array, Backend, Decoder, Encoder, GradH, LogPrior, MetricNet, Params
-from rhvae.math import aetk
+from rhvae.interfaces import Array, Backend, Decoder, Encoder, GradH, Integrator, LogPrior, MetricNet, Params
 from rhvae.math.hamiltonian import Hamiltonian
-from rhvae.math.leapfrog import prepare, tempered_trajectory
-from rhvae.math.metric import (LocalMetric, bounded_factor, MetricSpec, MetricState, metric_state, momentum_log_prob,
-                               sample_momentum)
+from rhvae.math.metric import bounded_factor, MetricSpec, MetricState, metric_state, momentum_log_prob
 
 
 class Components(NamedTuple):
@@ -35,13 +34,14 @@ class Components(NamedTuple):
     metric: MetricNet
     prior: LogPrior
     grad_h: GradH
+    integrator: Integrator
 
 
 class Flow(NamedTuple):
     """Static settings of the flow: leapfrog, tempering, metric and ELBO weights.
 
-    ``log_beta_ratio`` is the log-Jacobian factor of the last ``log q̄`` term: ``log(β0/β_K)``, or
-    ``log β0`` under ``integrator="aetk"`` (which subtracts it whatever the schedule).
+    ``log_beta_ratio`` is the log-Jacobian factor of the last ``log q̄`` term, as the integrator
+    defines it (:meth:`Integrator.log_beta_ratio`: ``log(β0/β_K)`` for the paper's).
     """
 
     eps: float
@@ -53,7 +53,6 @@ class Flow(NamedTuple):
     logp_prefactor: tuple[float, float, float]
     logq_prefactor: tuple[float, float, float]
     truncate_gradients: bool = False
-    integrator: str = "implicit"
     guard_fixed_point: bool = True
 
 
@@ -98,50 +97,6 @@ class ElboTerms(NamedTuple):
     rhoK: Array
 
 
-def _reuse(prepared, name: str, compute):
-    """``prepared.<name>`` when the ∇H method's position terms carry it, else ``compute()``."""
-    value = getattr(prepared, name, None)
-    return compute() if value is None else value
-
-
-class _FlowEnds(NamedTuple):
-    rho0: Array
-    log_q_rho: Array
-    zK: Array
-    rhoK: Array
-    log_px: Array
-    metricK: LocalMetric
-
-
-def _implicit_flow(B: Backend, parts: Components, flow: Flow, H: Hamiltonian, z0: Array, xi_noise: Array,
-                   scales: Array) -> _FlowEnds:
-    at0 = prepare(B, H, parts.grad_h, z0)
-    metric0 = _reuse(at0, "metric", lambda: H.metric(z0))
-    gamma = sample_momentum(B, metric0, xi_noise)
-    rho0 = gamma / math.sqrt(flow.beta0)
-    zK, rhoK, atK = tempered_trajectory(B, H, parts.grad_h, z0, rho0, flow.eps, flow.steps, scales,
-                                        flow.truncate_gradients, at0, flow.guard_fixed_point)
-    # log N(ρ0; 0, G(z0)/β0) = log N(γ; 0, G(z0)) + (d/2) log β0
-    log_q_rho = momentum_log_prob(B, metric0, gamma) + 0.5 * z0.shape[-1] * math.log(flow.beta0)
-    return _FlowEnds(rho0, log_q_rho, zK, rhoK, _reuse(atK, "log_likelihood", lambda: H.log_likelihood(zK)),
-                     _reuse(atK, "metric", lambda: H.metric(zK)))
-
-
-def _aetk_flow(B: Backend, parts: Components, flow: Flow, H: Hamiltonian, z0: Array, xi_noise: Array,
-               scales: Array) -> _FlowEnds:
-    frozen0 = aetk.freeze(B, H, z0)
-    # AETK draws γ0 under ignore_derivatives: no gradient through G(z0)'s factor
-    rho0 = B.stop_gradient(sample_momentum(B, frozen0.metric, xi_noise)) / math.sqrt(flow.beta0)
-    zK, rhoK, frozenK = aetk.tempered_trajectory(B, parts.grad_h, H, z0, rho0, frozen0, flow.eps, flow.steps,
-                                                 scales)
-    return _FlowEnds(rho0, momentum_log_prob(B, frozen0.metric, rho0), zK, rhoK, frozenK.log_likelihood,
-                     frozenK.metric)
-
-
-_FLOWS = {"implicit": _implicit_flow, "aetk": _aetk_flow}
-INTEGRATORS = tuple(_FLOWS)
-
-
 def elbo_terms(B: Backend, parts: Components, flow: Flow, params: Params, metric: MetricState,
                x_in: Array, x_out: Array, eps_noise: Array, xi_noise: Array,
                encoded: tuple[Array, Array] | None = None) -> ElboTerms:
@@ -155,7 +110,7 @@ def elbo_terms(B: Backend, parts: Components, flow: Flow, params: Params, metric
     mu, log_sigma = parts.encoder(B, params["encoder"], x_in) if encoded is None else encoded
     z0 = mu + xp.exp(log_sigma) * eps_noise
     H = Hamiltonian(B, x_out, parts.decoder, params["decoder"], parts.prior, metric, flow.metric)
-    ends = _FLOWS[flow.integrator](B, parts, flow, H, z0, xi_noise, B.constant(flow.momentum_scales, z0.dtype))
+    ends = parts.integrator.flow(B, H, parts.grad_h, flow, z0, xi_noise, B.constant(flow.momentum_scales, z0.dtype))
 
     d = z0.shape[-1]
     log_p_rho = momentum_log_prob(B, ends.metricK, ends.rhoK)

@@ -18,22 +18,9 @@ once per position by :func:`position_terms` and reused for every momentum.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-from rhvae.interfaces import Array, Backend
+from rhvae.interfaces import Array, Backend, PositionTerms
 from rhvae.math.hamiltonian import Hamiltonian
-from rhvae.math.metric import LocalMetric, metric_tensor, weighted_gradient
-
-
-class PositionTerms(NamedTuple):
-    """What ``∇H(z, ·)`` needs at one position ``z (B, d)``; the ELBO reuses ``metric`` and
-    ``log_likelihood`` at the flow's endpoints."""
-
-    z: Array
-    grad_potential: Array   # ∇z U, (B, d)
-    G: Array                # the metric G(z), (B, d, d)
-    metric: LocalMetric     # G⁻¹, the inverse of its Cholesky factor, log det G, the weights w
-    log_likelihood: Array   # log p(x | z), (B,)
+from rhvae.math.metric import metric_tensor, weighted_gradient
 
 
 def grad_log_prior(B: Backend, H: Hamiltonian, z: Array) -> Array:
@@ -55,10 +42,10 @@ def grad_potential(B: Backend, H: Hamiltonian, z: Array) -> tuple[Array, Array]:
 
 
 def position_terms(B: Backend, H: Hamiltonian, z: Array) -> PositionTerms:
-    """``∇z U``, ``G``, the local metric and ``log p(x|z)`` at ``z``."""
+    """The local metric, ``log p(x|z)``, ``∇z U`` and ``G`` at ``z``: every field of the terms."""
     metric = H.metric(z)
     grad_u, log_likelihood = grad_potential(B, H, z)
-    return PositionTerms(z, grad_u, metric_tensor(B, metric), metric, log_likelihood)
+    return PositionTerms(z, metric, log_likelihood, grad_u, metric_tensor(B, metric))
 
 
 def grad_kinetic_z(B: Backend, H: Hamiltonian, terms: PositionTerms, rho: Array) -> Array:
