@@ -29,11 +29,15 @@ class Backend(Protocol):
 
     ``xp`` exposes the vetted names shared by ``torch`` and ``jax.numpy`` (``exp log sum
     einsum matmul where stack concatenate eye zeros ...``); everything whose spelling differs
-    between the two is a method here.
+    between the two is a method here. The last three members are optional in substance:
+    :class:`BackendBase` gives their defaults (no shape tracing, no rematerialisation, no data
+    parallelism), so a new backend subclasses it and writes the others.
+    ``rhvae.testing.check_component("backend", B)`` checks every operation against numpy.
     """
 
     name: str
     xp: Any
+    version: str
 
     def asarray(self, x: Any, dtype: str) -> Array: ...
     def to_numpy(self, x: Array) -> np.ndarray: ...
@@ -72,6 +76,44 @@ class Backend(Protocol):
     def activation(self, name: str) -> Callable[[Array], Array]: ...
     def synchronize(self, x: Any) -> Any: ...
     def devices(self) -> list[str]: ...
+
+    eval_shape: Callable[..., Any] | None
+    """``eval_shape(f, *args)``: the shapes and dtypes of ``f(*args)`` by tracing alone, or ``None``
+    when the backend cannot trace without computing (the build-time probe then computes)."""
+
+    def remat(self, f: Callable) -> Callable:
+        """``f`` recomputed in the backward pass instead of keeping its intermediates."""
+        ...
+
+    def data_parallel(self) -> DataParallel:
+        """This process's :class:`DataParallel` group (``fit(distributed=True)``)."""
+        ...
+
+
+XP_NAMES: tuple[str, ...] = (
+    "abs", "all", "amax", "clip", "concatenate", "einsum", "exp", "finfo", "full_like", "isfinite", "linalg",
+    "log", "log1p", "matmul", "mean", "ones_like", "sqrt", "stack", "sum", "tanh", "where", "zeros", "zeros_like",
+)
+"""The names the core and the built-ins call on ``B.xp`` (with numpy's meaning and ``axis=``
+keywords; ``xp.linalg.diagonal``), and arrays with ``.shape``, ``.dtype``, ``.ndim``,
+``.reshape``, ``.mT``, indexing and the arithmetic operators."""
+
+
+class BackendBase:
+    """Defaults of the :class:`Backend` members a new backend may do without: ``eval_shape``
+    (``None``), ``remat`` (the identity) and ``data_parallel`` (an error saying there is none);
+    ``version`` is ``""`` unless set."""
+
+    version = ""
+    eval_shape = None
+
+    def remat(self, f: Callable) -> Callable:
+        return f
+
+    def data_parallel(self) -> DataParallel:
+        from rhvae.errors import RhvaeError
+
+        raise RhvaeError(f"backend {self.name!r} offers no data parallelism (no data_parallel())")
 
 
 class DataParallel(Protocol):

@@ -218,10 +218,7 @@ class RHVAE:
 
     def data_parallel(self) -> DataParallel:
         """The backend's :class:`rhvae.interfaces.DataParallel` (torch processes, JAX devices)."""
-        make = getattr(self.backend, "data_parallel", None)
-        if make is None:
-            raise RhvaeError(f"backend {self.backend.name!r} offers no data parallelism (no data_parallel())")
-        return make()
+        return self.backend.data_parallel()
 
     def _latent(self, z: Any, name: str = "z") -> np.ndarray:
         return validation.check_array(z, name, self.config.latent_dim, self.config.dtype,

@@ -132,8 +132,8 @@ def probe(model: RHVAE, registry: Registry, mode: str = "full") -> None:
         put("grad_h", "grad_rho_at (prepared)", parts.grad_h.grad_rho_at(B, H, at, rho), (n, d))
         return out
 
-    abstract = getattr(B, "eval_shape", None) if mode == "shapes" else None
-    compute = B.jit(run) if getattr(B, "eval_shape", None) is not None else run  # JAX: one compile, not op by op
+    abstract = B.eval_shape if mode == "shapes" else None
+    compute = B.jit(run) if B.eval_shape is not None else run  # a tracing backend: one compile, not op by op
     try:
         results = abstract(run, params, *arrays) if abstract is not None else compute(params, *arrays)
     except ComponentError:

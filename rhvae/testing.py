@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from rhvae.errors import PluginLoadError, ProtocolError, UnknownComponentError
-from rhvae.interfaces import Array, Backend, Likelihood
+from rhvae.interfaces import XP_NAMES, Array, Backend, Likelihood
 from rhvae.registry import Registry, get_registry
 from rhvae.tree import flatten
 
@@ -219,7 +219,7 @@ _CASES: dict[str, _Case] = {
          **dict.fromkeys(("autodiff_grad_z", "autodiff_grad_rho"), GRAD_RTOL)}),
 }
 
-CHECKED_KINDS: tuple[str, ...] = (*_CASES, "tempering")
+CHECKED_KINDS: tuple[str, ...] = (*_CASES, "tempering", "backend")
 """The kinds :func:`check_component` accepts."""
 
 
@@ -328,13 +328,92 @@ def _check_gradients(B: Backend, case: _Case, obj: Any, arrays: dict[str, Any], 
                                      f"({int(np.size(value) - np.isfinite(value).sum())} non-finite entries)")
 
 
+# ------------------------------------------------------------------ backends
+
+
+def _numpy_conv2d(x: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarray:
+    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    k = w.shape[-1]
+    rows, cols = (x.shape[2] - k) // stride + 1, (x.shape[3] - k) // stride + 1
+    out = np.empty((x.shape[0], w.shape[0], rows, cols))
+    for i in range(rows):
+        for j in range(cols):
+            out[:, :, i, j] = np.einsum("bchw,ochw->bo", x[:, :, i * stride:i * stride + k, j * stride:j * stride + k], w)
+    return out
+
+
+def _backend_checks(B: Backend, dtype: str, rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{check: (the backend's value, numpy's)}`` for every operation of the :class:`Backend`
+    contract on small random inputs."""
+    xp, t, n = B.xp, (lambda a: B.asarray(a, dtype)), B.to_numpy
+    x, y = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {"asarray/to_numpy": (n(t(x)), x)}
+    out["constant"] = (n(B.constant(x, t(x).dtype)), x)
+
+    def f(a, b):
+        return xp.sum(xp.tanh(a) * b)
+
+    out["grad"] = (n(B.grad(f)(t(x), t(y))), (1 - np.tanh(x) ** 2) * y)
+    out["grad argnums=1"] = (n(B.grad(f, argnums=1)(t(x), t(y))), np.tanh(x))
+    value, g = B.value_and_grad(lambda a: (f(a, t(y)), xp.exp(a)), has_aux=True)(t(x))
+    out["value_and_grad has_aux"] = (np.concatenate([[float(n(value[0]))], n(g).ravel(), n(value[1]).ravel()]),
+                                     np.concatenate([[np.sum(np.tanh(x) * y)], ((1 - np.tanh(x) ** 2) * y).ravel(),
+                                                     np.exp(x).ravel()]))
+    primal, pullback = B.vjp(lambda a: a * a, t(x))
+    out["vjp"] = (np.stack([n(primal), n(pullback(t(y))[0])]), np.stack([x * x, 2 * x * y]))
+    out["fori_loop"] = (n(B.fori_loop(0, 4, lambda i, c: c * 2.0 + 1.0, t(x))), 16 * x + 15)
+    out["fori_loop unroll"] = (n(B.fori_loop(0, 4, lambda i, c: c * 2.0 + 1.0, t(x), unroll=True)), 16 * x + 15)
+    out["jit"] = (n(B.jit(lambda a, b: xp.exp(a) * b)(t(x), t(y))), np.exp(x) * y)
+    pick = B.jit(lambda p, a: B.cond(p, lambda: a + 1.0, lambda: a - 1.0))
+    out["cond"] = (np.stack([n(pick(t(np.array(1.0)) > 0, t(x))), n(pick(t(np.array(-1.0)) > 0, t(x)))]),
+                   np.stack([x + 1, x - 1]))
+    out["stop_gradient"] = (n(B.grad(lambda a: xp.sum(B.stop_gradient(a) * a))(t(x))), x)
+    out["remat"] = (n(B.grad(B.remat(lambda a: xp.sum(xp.exp(a))))(t(x))), np.exp(x))
+    L = np.tril(rng.standard_normal((2, 3, 3)), -1) + np.eye(3) * rng.uniform(0.5, 1.5, size=(2, 1, 3))
+    spd = L @ np.swapaxes(L, -1, -2)
+    out["inverse_cholesky"] = (n(B.inverse_cholesky(t(spd))), np.linalg.inv(np.linalg.cholesky(spd)))
+    out["logsumexp"] = (n(B.logsumexp(t(x), axis=1)), np.log(np.sum(np.exp(x), axis=1)))
+    out["softplus"] = (n(B.softplus(t(x))), np.logaddexp(0.0, x))
+    for name, ref in (("relu", np.maximum(x, 0)), ("tanh", np.tanh(x)), ("sigmoid", 1 / (1 + np.exp(-x))),
+                      ("identity", x)):
+        out[f"activation {name}"] = (n(B.activation(name)(t(x))), ref)
+    images, kernel = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 3))
+    conv = _numpy_conv2d(images, kernel, 2, 1)
+    out["conv2d"] = (n(B.conv2d(t(images), t(kernel), 2, 1)), conv)
+    u = rng.standard_normal(conv.shape)
+    back = n(B.conv_transpose2d(t(u), t(kernel), 2, 1, (0, 1)))
+    out["conv_transpose2d (the adjoint of conv2d)"] = (np.array([np.vdot(images, back)]), np.array([np.vdot(conv, u)]))
+    return out
+
+
+def _check_backend(B: Any, dtype: str, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    label = f"backend {B.name!r}"
+    missing = [name for name in XP_NAMES if not hasattr(B.xp, name)]
+    if missing:
+        raise AssertionError(f"{label}: its xp lacks {', '.join(missing)} (rhvae.interfaces.XP_NAMES)")
+    try:
+        checks = _backend_checks(B, dtype, np.random.default_rng(seed))
+    except Exception as exc:
+        raise AssertionError(f"{label}: an operation raised {type(exc).__name__}: {exc}") from exc
+    bound = PARITY_RTOL[dtype] * 100
+    for name, (value, reference) in checks.items():
+        if np.shape(value) != np.shape(reference):
+            raise AssertionError(f"{label}: {name} has shape {np.shape(value)}; numpy's is {np.shape(reference)}")
+        assert_close_normwise(value, reference, bound, f"{label}: {name} against numpy")
+    if B.eval_shape is not None:
+        shape = B.eval_shape(lambda a: B.xp.sum(a, axis=0), B.asarray(np.zeros((4, 3)), dtype))
+        if tuple(shape.shape) != (3,):
+            raise AssertionError(f"{label}: eval_shape gave shape {tuple(shape.shape)}; expected (3,)")
+    return {B.name: {name: value for name, (value, _) in checks.items()}}
+
+
 def check_component(kind: str, obj: Any, *, backends: Sequence[str | Backend] = ("torch", "jax"),
                     dtype: str = "float64", seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """Check a component's behaviour on every backend; returns ``{backend: {output: numpy array}}``.
 
     The keys are the backend names (``"torch#1"`` for a repeated one; ``"numpy"`` for a schedule).
 
-    ``kind``: one of :data:`CHECKED_KINDS` (``prior encoder decoder metric grad_h tempering``).
+    ``kind``: one of :data:`CHECKED_KINDS` (``prior encoder decoder metric grad_h tempering backend``).
     ``obj`` must first satisfy the Protocol of ``kind`` (else :class:`rhvae.ProtocolError`).
     Inputs are drawn once in numpy from ``default_rng(seed)``: ``x (5, 6)`` in ``[0.05, 0.95]``,
     ``z (5, 3)``, parameters from ``obj.init``. On each backend (a name created through
@@ -350,7 +429,11 @@ def check_component(kind: str, obj: Any, *, backends: Sequence[str | Backend] = 
       ``grad_rho_at`` (what the leapfrog calls) against ``grad_z``, ``grad_rho`` (:data:`GRAD_RTOL`);
 
     then that every backend agrees with the first (same bounds as jit↔eager). A tempering
-    schedule is numpy only: shape ``(K+1,)``, finite, positive, ``betas[0] == beta0``.
+    schedule is numpy only: shape ``(K+1,)``, finite, positive, ``betas[0] == beta0``. A backend
+    (an object, or a registered name) runs every operation of the contract (its ``xp`` names,
+    autodiff, loops, ``jit``, ``cond``, ``stop_gradient``, ``remat``, the inverse Cholesky factor,
+    ``logsumexp``, ``softplus``, activations, both convolutions) against numpy, at 100 × the
+    parity bound of ``dtype``.
 
     A backend name that fails to import (or is not registered) is skipped with a
     ``RuntimeWarning``. ``dtype="float64"`` is not downgraded where a backend lacks it: on jax
@@ -362,6 +445,9 @@ def check_component(kind: str, obj: Any, *, backends: Sequence[str | Backend] = 
         raise ValueError(f"check_component checks kinds {', '.join(CHECKED_KINDS)}; got {kind!r}")
     if dtype not in PARITY_RTOL:
         raise ValueError(f"dtype must be one of {', '.join(PARITY_RTOL)}; got {dtype!r}")
+    if kind == "backend":
+        backend = get_registry().create("backend", obj) if isinstance(obj, str) else Registry().validate(kind, obj)
+        return _check_backend(backend, dtype, seed)
     Registry().validate(kind, obj)
     label = f"{kind} {_label(obj)}"
     if kind == "tempering":

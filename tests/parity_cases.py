@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from further_backend import REGISTRY
 from helpers import small_model
 from rhvae.math import leapfrog
 from rhvae.model import RHVAE, Noise
@@ -35,7 +36,7 @@ def data(seed: int = 7) -> dict[str, np.ndarray]:
 def build(backend: str, device: str, dtype: str, grad_h: str, decoder: str, **hyper) -> RHVAE:
     return small_model(backend, device, input_dim=INPUT, latent_dim=LATENT, hidden=HIDDEN, decoder=decoder,
                        dtype=dtype, grad_h=grad_h, T=0.9, lam=0.05, eps=0.05, K=2, steps=3, beta0=0.4,
-                       learning_rate=1e-2, **hyper)
+                       learning_rate=1e-2, registry=REGISTRY, **hyper)
 
 
 def compute(backend: str, device: str, dtype: str, grad_h: str, decoder: str) -> dict[str, np.ndarray]:

@@ -66,3 +66,28 @@ def test_an_integrator_registered_outside_the_core_drives_the_model():
     assert counting.flows >= 1
     with pytest.raises(ValueError, match="unknown integrator 'countd'.*counted"):
         small_model("torch", integrator="countd", registry=registry)
+
+
+@pytest.mark.parametrize("name", ["torch", "jax"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_builtin_backends_pass_the_backend_contract(name, dtype):
+    results = check_component("backend", name, dtype=dtype)
+    assert "conv_transpose2d (the adjoint of conv2d)" in results[name]
+
+
+class _BrokenSoftplus:
+    """The torch backend with a softplus that is off by log 2 (``log(1 + eˣ) - log 2``)."""
+
+    def __init__(self):
+        self.inner = rhvae.get_registry().create("backend", "torch")
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def softplus(self, x):
+        return self.inner.softplus(x) - float(np.log(2.0))
+
+
+def test_a_backend_with_a_wrong_operation_fails_the_check_naming_it():
+    with pytest.raises(AssertionError, match="softplus against numpy"):
+        check_component("backend", _BrokenSoftplus())

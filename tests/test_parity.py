@@ -1,4 +1,6 @@
-"""torch ↔ jax parity (DESIGN §5): same numpy parameters and noise, normwise bounds.
+"""Parity of every registered backend with torch (DESIGN §5): same numpy parameters and noise,
+normwise bounds. The backends are those of ``further_backend.REGISTRY``: jax, a backend
+registered there from outside the core (``torch_exact``), and any installed plugin's.
 
 float32: 1e-5 on forward values, 1e-4 on gradients and everything downstream of a gradient;
 float64: 1e-10 on everything. For every ∇H method and every built-in likelihood, on CPU and
@@ -24,6 +26,7 @@ from conftest import DEVICES, skip_without_gpu
 import numpy as np
 
 from rhvae.testing import normwise_error
+from further_backend import PARITY_BACKENDS
 from parity_cases import DECODERS, FORWARD, GRAD_H, GRADIENT, compute
 
 BOUNDS = {("float32", "forward"): 1e-5, ("float32", "gradient"): 1e-4,
@@ -57,9 +60,13 @@ def _failures(torch_out, jax_out, dtype: str, grad_h: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def _pair(device: str, dtype: str, grad_h: str, decoder: str):
-    return (compute("torch", "cuda" if device == "gpu" else "cpu", dtype, grad_h, decoder),
-            compute("jax", device, dtype, grad_h, decoder))
+def _torch(device: str, dtype: str, grad_h: str, decoder: str):
+    return compute("torch", "cuda" if device == "gpu" else "cpu", dtype, grad_h, decoder)
+
+
+def _pair(backend: str, device: str, dtype: str, grad_h: str, decoder: str):
+    other = device if backend == "jax" else ("cuda" if device == "gpu" else "cpu")
+    return _torch(device, dtype, grad_h, decoder), compute(backend, other, dtype, grad_h, decoder)
 
 
 # The default suite checks the default method (analytic) in both precisions and autodiff in
@@ -73,9 +80,20 @@ METHOD_DTYPES = [pytest.param(dtype, grad_h, id=f"{grad_h}-{dtype}",
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype, grad_h", METHOD_DTYPES)
 @pytest.mark.parametrize("decoder", DECODERS)
-def test_torch_jax_parity(device, dtype, grad_h, decoder):
+@pytest.mark.parametrize("backend", PARITY_BACKENDS)
+def test_parity_with_torch(backend, device, dtype, grad_h, decoder):
     skip_without_gpu("torch", device)
-    skip_without_gpu("jax", device)
-    torch_out, jax_out = _pair(device, dtype, grad_h, decoder)
-    failures = _failures(torch_out, jax_out, dtype, grad_h)
+    skip_without_gpu("jax" if backend == "jax" else "torch", device)
+    torch_out, other_out = _pair(backend, device, dtype, grad_h, decoder)
+    failures = _failures(torch_out, other_out, dtype, grad_h)
     assert not failures, "; ".join(failures)
+
+
+def test_the_further_backend_passes_the_backend_contract():
+    """``torch_exact``, registered from outside the core, passes ``check_component("backend")``
+    like the built-in backends (``tests/test_contracts.py``)."""
+    from further_backend import REGISTRY
+    from rhvae.testing import check_component
+
+    assert "torch_exact" in PARITY_BACKENDS
+    check_component("backend", REGISTRY.create("backend", "torch_exact"))

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rhvae.errors import InputError
+from rhvae.interfaces import BackendBase
 from rhvae_jax import linalg
 
 _ACTIVATIONS: dict[str, Callable] = {
@@ -33,7 +34,7 @@ _NCHW = ("NCHW", "OIHW", "NCHW")
 one checkpoint layout and one data convention."""
 
 
-class JaxBackend:
+class JaxBackend(BackendBase):
     """JAX on ``device`` (``"cpu"``, ``"gpu"`` or ``"cuda"``, optionally ``":index"``);
     ``compile=False`` runs every function op by op (for debugging)."""
 

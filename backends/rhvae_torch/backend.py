@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._pytree import tree_map
 from rhvae.errors import InputError
+from rhvae.interfaces import BackendBase
 
 _ACTIVATIONS: dict[str, Callable] = {
     "relu": torch.relu,
@@ -67,7 +68,7 @@ def _with_subnormals_flushed(f: Callable) -> Callable:
     return run
 
 
-class TorchBackend:
+class TorchBackend(BackendBase):
     """PyTorch on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"gpu"`` for the first CUDA device).
 
     ``flush_subnormals`` (CPU): the model's functions run with subnormal numbers (below 1.2e-38

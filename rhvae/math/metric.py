@@ -205,7 +205,7 @@ def sum_over_centroids(B: Backend, z: Array, state: MetricState, spec: MetricSpe
     def block(acc, c_k, packed_k):
         return tuple(a + t for a, t in zip(acc, term(centroid_weights(B, z, c_k, spec.T, spec.tol), c_k, packed_k)))
 
-    remat = getattr(B, "remat", lambda f: f)
+    remat = B.remat
     body = remat(lambda k, acc: block(acc, c_blocks[k], packed_blocks[k]))
     acc = B.fori_loop(0, full, body, init)
     return remat(block)(acc, c[full * chunk:], packed[full * chunk:]) if rest else acc
