@@ -608,12 +608,11 @@ def _join_processes(args: argparse.Namespace) -> None:
     given = [args.coordinator, args.num_processes, args.process_id]
     if all(v is None for v in given):
         return
-    if None in given or not args.distributed or args.backend != "jax":
-        raise RhvaeError("--coordinator, --num-processes and --process-id go together, with --backend jax "
-                         "--distributed (torch takes its processes from torchrun)")
-    from rhvae_jax.parallel import initialize
-
-    initialize(args.coordinator, args.num_processes, args.process_id)
+    if None in given or not args.distributed:
+        raise RhvaeError("--coordinator, --num-processes and --process-id go together, with --distributed "
+                         "(and a backend that joins processes by address: jax; torch takes them from torchrun)")
+    get_registry().resolve("backend", args.backend).join_processes(args.coordinator, args.num_processes,
+                                                                    args.process_id)
 
 
 def _run_checkpoint(run: Path, which: str) -> Path:

@@ -89,6 +89,11 @@ class Backend(Protocol):
         """This process's :class:`DataParallel` group (``fit(distributed=True)``)."""
         ...
 
+    @classmethod
+    def join_processes(cls, coordinator: str, num_processes: int, process_id: int) -> None:
+        """Join a multi-process run before any array is made (``rhvae train --coordinator``)."""
+        ...
+
 
 XP_NAMES: tuple[str, ...] = (
     "abs", "all", "amax", "clip", "concatenate", "einsum", "exp", "finfo", "full_like", "isfinite", "linalg",
@@ -101,8 +106,8 @@ keywords; ``xp.linalg.diagonal``), and arrays with ``.shape``, ``.dtype``, ``.nd
 
 class BackendBase:
     """Defaults of the :class:`Backend` members a new backend may do without: ``eval_shape``
-    (``None``), ``remat`` (the identity) and ``data_parallel`` (an error saying there is none);
-    ``version`` is ``""`` unless set."""
+    (``None``), ``remat`` (the identity), ``data_parallel`` and ``join_processes`` (errors saying
+    there is none); ``version`` is ``""`` unless set."""
 
     version = ""
     eval_shape = None
@@ -114,6 +119,13 @@ class BackendBase:
         from rhvae.errors import RhvaeError
 
         raise RhvaeError(f"backend {self.name!r} offers no data parallelism (no data_parallel())")
+
+    @classmethod
+    def join_processes(cls, coordinator: str, num_processes: int, process_id: int) -> None:
+        from rhvae.errors import RhvaeError
+
+        raise RhvaeError(f"backend {cls.name!r} does not join processes by address: it takes them from its "
+                         f"launcher (torch: torchrun), or runs in one process")
 
 
 class DataParallel(Protocol):

@@ -130,3 +130,9 @@ def test_arch_conv_trains_on_images_and_its_run_reloads(tmp_path, capsys):
     assert cli.main(["sample", "--run", str(out), "--n", "3", "--warmup", "2", "--transitions", "2",
                      "--out", str(tmp_path)]) == 0
     assert np.load(tmp_path / "samples.npz")["x"].shape == (3, 1, 8, 8)
+
+
+def test_coordinator_on_a_backend_that_does_not_join_by_address_is_one_line(capsys):
+    assert cli.main(["train", "--data", "digits", "--backend", "torch", "--distributed", "--coordinator",
+                     "localhost:1234", "--num-processes", "2", "--process-id", "0", "--epochs", "1"]) == 2
+    assert "backend 'torch' does not join processes by address" in capsys.readouterr().err

@@ -145,6 +145,13 @@ class JaxBackend(BackendBase):
     def devices(self) -> list[str]:
         return [str(d) for d in jax.devices()]
 
+    @classmethod
+    def join_processes(cls, coordinator: str, num_processes: int, process_id: int) -> None:
+        """``jax.distributed.initialize`` (:func:`rhvae_jax.parallel.initialize`)."""
+        from rhvae_jax.parallel import initialize
+
+        initialize(coordinator, num_processes, process_id)
+
     def data_parallel(self):
         """A mesh over every device of this backend's platform, on every host."""
         from rhvae_jax.parallel import DeviceMesh
