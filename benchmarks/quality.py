@@ -138,9 +138,9 @@ def pythae_run(latent_dim: int, seed: int, nll_rows: int = 0, nll_samples: int =
                                    reconstruction_loss="bce"))
     losses, seconds = _pythae_train(net, seed)
     model = rhvae.RHVAE("torch", input_dim=784, latent_dim=latent_dim, M_max=None, **p)
-    M = model._array(net.M_tens.detach().double().numpy())
-    centroids = model._array(net.centroids_tens.detach().double().numpy())
-    state = model.init(seed=0).replace(params=tree_map(model._array, _pythae_weights(net, None)),
+    M = model.to_backend(net.M_tens.detach().double().numpy())
+    centroids = model.to_backend(net.centroids_tens.detach().double().numpy())
+    state = model.init(seed=0).replace(params=tree_map(model.to_backend, _pythae_weights(net, None)),
                                        metric=MetricState(centroids, M, pack_symmetric(model.backend, M)),
                                        batch_centroids=BATCH)
     out = {"seconds": seconds, "diverged": None if np.isfinite(losses).all() else "non-finite loss",
@@ -166,7 +166,7 @@ def pythae_vae_run(latent_dim: int, seed: int, nll_rows: int = 0, nll_samples: i
     model = rhvae.RHVAE("torch", input_dim=784, latent_dim=latent_dim, **{**PYTHAE_PROTOCOL, "eps": 1e-9})
     state = model.init(seed=0)
     metric = tree_map(model.backend.to_numpy, state.params["metric"])
-    state = model.refresh_metric(state.replace(params=tree_map(model._array, _pythae_weights(net, metric))), x_train)
+    state = model.refresh_metric(state.replace(params=tree_map(model.to_backend, _pythae_weights(net, metric))), x_train)
     out = {"seconds": seconds, "diverged": None, "spikes": spikes(np.asarray(losses)), "max_loss": float(np.max(losses))}
     out.update(_score(model, state, x_train, x_test, nll_rows, nll_samples))
     return out

@@ -30,10 +30,11 @@ from rhvae.config import RHVAEConfig
 from rhvae.errors import RhvaeError
 from rhvae.math.metric import MetricState
 from rhvae.registry import recipe
+from rhvae.state import TrainState
 from rhvae.tree import flatten, unflatten
 
 if TYPE_CHECKING:
-    from rhvae.model import RHVAE, TrainState
+    from rhvae.model import RHVAE
 
 FORMAT = "rhvae-checkpoint"
 FORMAT_VERSION = 2
@@ -270,7 +271,6 @@ def _state_from(model: RHVAE, file: Path, meta: dict, arrays: dict[str, np.ndarr
                 check_version: bool) -> TrainState:
     """:func:`load`'s checks and conversion, on a checkpoint already read."""
     from rhvae import __version__
-    from rhvae.model import TrainState
 
     problems = []
     if check_version and meta.get("rhvae_version") != __version__:
@@ -289,7 +289,7 @@ def _state_from(model: RHVAE, file: Path, meta: dict, arrays: dict[str, np.ndarr
         raise CheckpointError(f"checkpoint {file} does not match the model:\n  " + "\n  ".join(problems))
     _expect_shapes(file, arrays, model.config)
 
-    as_array = model._array
+    as_array = model.to_backend
 
     def group(prefix: str) -> dict:
         return unflatten({k[len(prefix):]: as_array(v) for k, v in arrays.items() if k.startswith(prefix)})

@@ -15,7 +15,8 @@ import numpy as np
 from rhvae.errors import RhvaeError
 
 if TYPE_CHECKING:
-    from rhvae.model import RHVAE, TrainState
+    from rhvae.model import RHVAE
+    from rhvae.state import TrainState
 
 
 def _pyplot():

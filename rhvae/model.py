@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -28,6 +26,7 @@ from rhvae.optim import Adam
 from rhvae.probe import PROBES
 from rhvae.probe import probe as run_probe
 from rhvae.registry import Registry, get_registry
+from rhvae.state import Geodesic, Noise, Samples, TrainState
 from rhvae.tree import flatten, tree_map
 
 # seed streams; 2 shuffles (training)
@@ -37,65 +36,6 @@ _JITTER = 0.2
 chain's state (so every transition is still exact): with a fixed step and trajectory length the
 acceptance rate is not monotone in ``ε`` (trajectories that resonate with the target's scales),
 and step-size adaptation could settle far from its target."""
-
-
-class Samples(NamedTuple):
-    """Generated data ``x (n, output_dim)`` (the decoder's mean), their latent points ``z (n, d)``
-    and the sampler's acceptance rate over all chains and kept transitions (``nan`` for the
-    prior). From the Riemannian sampler also: ``acceptance_per_chain (n,)``, the frozen
-    ``step_size``, the ``trace (transitions, n, d)`` of kept points, and
-    ``diagnostics`` (:func:`rhvae.diagnostics.chain_diagnostics`: ESS and R-hat per
-    coordinate; ``None`` without ArviZ)."""
-
-    x: np.ndarray
-    z: np.ndarray
-    acceptance: float
-    acceptance_per_chain: np.ndarray | None = None
-    step_size: float | None = None
-    trace: np.ndarray | None = None
-    diagnostics: dict | None = None
-
-
-class Geodesic(NamedTuple):
-    """A minimal-energy path ``z (n + 1, d)`` between two latent points, its metric ``length`` and
-    ``energy``, the metric length of the straight segment, and the decoded path ``x (n + 1, D)``."""
-
-    z: np.ndarray
-    length: float
-    energy: float
-    straight_length: float
-    x: np.ndarray
-
-
-class Noise(NamedTuple):
-    """The standard normal draws of one ELBO evaluation: ``eps`` for ``z0``, ``xi`` for ``γ``; ``(B, d)``."""
-
-    eps: np.ndarray
-    xi: np.ndarray
-
-
-@dataclass(frozen=True)
-class TrainState:
-    """Everything that changes during training, as backend arrays.
-
-    ``params``: ``{"encoder": {...}, "decoder": {...}, "metric": {...}}``; ``opt_state``: Adam's;
-    ``metric``: the frozen ``MetricState`` used for evaluation and sampling (``None`` until first
-    computed); ``centroid_data``: the fixed centroid inputs, or ``None`` for the current batch;
-    ``batch_centroids``: with ``centroid_data=None``, how many centroids each training step
-    summed over (the batch size :meth:`RHVAE.fit` used; see :meth:`RHVAE.refresh_metric`).
-    """
-
-    params: dict
-    opt_state: dict
-    metric: MetricState | None
-    centroid_data: Array | None
-    seed: int
-    step: int = 0
-    epoch: int = 0
-    batch_centroids: int | None = None
-
-    def replace(self, **changes: Any) -> TrainState:
-        return replace(self, **changes)
 
 
 class RHVAE:
@@ -183,7 +123,8 @@ class RHVAE:
 
     # ------------------------------------------------------------------ conversion and checks
 
-    def _array(self, x: np.ndarray) -> Array:
+    def to_backend(self, x: np.ndarray) -> Array:
+        """``x`` as an array of the model's backend, device and dtype."""
         return self.backend.asarray(x, self.config.dtype)
 
     def _data(self, x: Any, name: str = "x", *, target: bool = False) -> np.ndarray:
@@ -191,7 +132,7 @@ class RHVAE:
         return self._rows(x, name, target=target).all()
 
     def _pair(self, x: Any, x_out: Any | None) -> tuple[np.ndarray, np.ndarray]:
-        rows_in, rows_out = self._pair_rows(x, x_out)
+        rows_in, rows_out = self.data_pair(x, x_out)
         return rows_in.all(), rows_out.all()
 
     def _rows(self, x: Any, name: str = "x", *, target: bool = False) -> Rows:
@@ -204,7 +145,9 @@ class RHVAE:
                     support=getattr(likelihood, "support", None) if target else None, likelihood=likelihood,
                     expected_by="the decoder" if target else "the encoder")
 
-    def _pair_rows(self, x: Any, x_out: Any | None) -> tuple[Rows, Rows]:
+    def data_pair(self, x: Any, x_out: Any | None) -> tuple[Rows, Rows]:
+        """The encoder's input rows and the decoder's target rows (``x`` itself when ``x_out`` is
+        ``None``), checked against the model's shapes and the likelihood's support."""
         rows_in = self._rows(x, "x")
         if x_out is None:
             if self.config.output_dim != self.config.input_dim:
@@ -235,7 +178,8 @@ class RHVAE:
             raise InputError(f"{name} must be a latent point of shape ({d},); got shape {arr.shape}")
         return arr.reshape(d)
 
-    def _noise(self, n: int, noise: Noise | None, seed: int | tuple) -> Noise:
+    def draw_noise(self, n: int, noise: Noise | None, seed: int | tuple) -> Noise:
+        """``noise`` checked for ``n`` rows, or drawn from ``seed`` (two independent streams)."""
         d = self.config.latent_dim
         if noise is None:
             eps_rng, xi_rng = _noise_streams(seed)
@@ -245,7 +189,8 @@ class RHVAE:
                 raise InputError(f"{name} must have shape ({n}, {d}); got {np.shape(arr)}")
         return Noise(*noise)
 
-    def _metric(self, state: TrainState) -> MetricState:
+    def frozen_metric(self, state: TrainState) -> MetricState:
+        """The state's frozen metric, or an error saying how to compute it."""
         if state.metric is None:
             raise RhvaeError("the metric state is not computed yet: call fit() or refresh_metric(state, x) first")
         return state.metric
@@ -265,7 +210,7 @@ class RHVAE:
         ``data``. Fixed centroids are re-encoded at every training step.
         """
         seed = validation.check_seed("seed", seed)
-        params = tree_map(self._array, self.init_params(np.random.default_rng(seed)))
+        params = tree_map(self.to_backend, self.init_params(np.random.default_rng(seed)))
         centroid_data = self._centroid_data(centroids, data, seed)
         state = TrainState(params, self.optimizer.init(self.backend, params), None, centroid_data, int(seed))
         return state if centroid_data is None else self.refresh_metric(state)
@@ -294,8 +239,8 @@ class RHVAE:
             if centroids > len(pool):
                 raise InputError(f"centroids={centroids} exceeds the {len(pool)} rows of data")
             rng = np.random.default_rng((seed, _CENTROID_STREAM))
-            return self._array(pool.read(rng.choice(len(pool), centroids, replace=False)))
-        return self._array(self._data(centroids, "centroids"))
+            return self.to_backend(pool.read(rng.choice(len(pool), centroids, replace=False)))
+        return self.to_backend(self._data(centroids, "centroids"))
 
     def refresh_metric(self, state: TrainState, x: Any | None = None, batch_size: int = 1000,
                        parallel: DataParallel | None = None, weight: float | None = None) -> TrainState:
@@ -322,7 +267,7 @@ class RHVAE:
             n, read = data.shape[0], lambda idx: data[int(idx[0]):int(idx[-1]) + 1]
         else:
             rows = self._rows(x, "x")
-            n, read = len(rows), lambda idx: self._array(rows.read(idx))
+            n, read = len(rows), lambda idx: self.to_backend(rows.read(idx))
         if weight is None:
             c = self.config
             batch = state.batch_centroids if state.centroid_data is None and c.reweight_frozen_metric else None
@@ -375,9 +320,9 @@ class RHVAE:
         return step
 
     def _batch_arrays(self, state: TrainState, x_in: np.ndarray, x_out: np.ndarray, noise: Noise):
-        xi, xo = self._array(x_in), self._array(x_out)
+        xi, xo = self.to_backend(x_in), self.to_backend(x_out)
         centroid_x = state.centroid_data  # None in "batch" mode: the batch is its own centroid set
-        return centroid_x, xi, xo, self._array(noise.eps), self._array(noise.xi)
+        return centroid_x, xi, xo, self.to_backend(noise.eps), self.to_backend(noise.xi)
 
     def step(self, state: TrainState, x: Any, x_out: Any | None = None, *,
              noise: Noise | None = None) -> tuple[TrainState, float]:
@@ -387,15 +332,16 @@ class RHVAE:
         :meth:`fit` counts it in ``history["skipped_steps"]``).
         """
         x_in, x_o = self._pair(x, x_out)
-        new_state, value, _ = self._train_step(state, x_in, x_o,
-                                               self._noise(x_in.shape[0], noise, self._step_seed(state)))
+        new_state, value, _ = self.train_step(state, x_in, x_o,
+                                               self.draw_noise(x_in.shape[0], noise, self.step_seed(state)))
         return new_state, value
 
-    def _step_seed(self, state: TrainState) -> tuple:
+    def step_seed(self, state: TrainState) -> tuple:
+        """The seed of the noise of the state's next training step."""
         return state.seed, _NOISE_STREAM, state.step
 
-    def _train_step(self, state: TrainState, x_in: np.ndarray, x_out: np.ndarray, noise: Noise,
-                    parallel: DataParallel | None = None, n: int | None = None) -> tuple[TrainState, float, bool]:
+    def train_step(self, state: TrainState, x_in: np.ndarray, x_out: np.ndarray, noise: Noise,
+                   parallel: DataParallel | None = None, n: int | None = None) -> tuple[TrainState, float, bool]:
         """One Adam step on checked rows: ``(new state, loss before the step, whether the update was
         skipped for a non-finite loss or gradient)``. With ``parallel``, the rows are this process's
         share of a global batch of ``n`` rows (and ``noise`` its rows of the global batch's noise);
@@ -425,7 +371,7 @@ class RHVAE:
         """The training objective ``-ELBO`` on ``x``, with the metric built from the centroid data
         (the batch itself when ``centroids="batch"``) under the current parameters."""
         x_in, x_o = self._pair(x, x_out)
-        noise = self._noise(x_in.shape[0], noise, (seed, _EVAL_STREAM))
+        noise = self.draw_noise(x_in.shape[0], noise, (seed, _EVAL_STREAM))
         fn = self._compile("loss", self._loss_fn)
         return float(fn(state.params, *self._batch_arrays(state, x_in, x_o, noise)))
 
@@ -436,7 +382,7 @@ class RHVAE:
         Shares the compiled training step (whose update is discarded): one compilation, not two.
         """
         x_in, x_o = self._pair(x, x_out)
-        noise = self._noise(x_in.shape[0], noise, (seed, _EVAL_STREAM))
+        noise = self.draw_noise(x_in.shape[0], noise, (seed, _EVAL_STREAM))
         fn = self._compile("step", self._step_fn)
         _, _, value, grads, _ = fn(state.params, state.opt_state, *self._batch_arrays(state, x_in, x_o, noise))
         return float(value), tree_map(self.backend.to_numpy, grads)
@@ -481,19 +427,19 @@ class RHVAE:
         if target not in sampler_math.TARGETS:
             raise InputError(f"target must be one of {tuple(sampler_math.TARGETS)}; got {target!r}")
         sampler_math.tempering_factors(n_lf, beta0)  # checks n_lf >= 2 when tempering
-        metric, spec, B, d = self._metric(state), self.metric_spec, self.backend, self.config.latent_dim
+        metric, spec, B, d = self.frozen_metric(state), self.metric_spec, self.backend, self.config.latent_dim
         make_target = sampler_math.TARGETS[target]
         fn = self._compile(f"hmc:{target}:{n_lf}:{beta0!r}", lambda: lambda m, z, p, lu, e: sampler_math.hmc_transition(
             B, make_target(m, spec), z, p, lu, e, n_lf, beta0))
         rng = np.random.default_rng((validation.check_seed("seed", seed), _SAMPLE_STREAM))
         centroids = B.to_numpy(metric.centroids)
-        z = self._array(centroids[rng.integers(centroids.shape[0], size=n)])
+        z = self.to_backend(centroids[rng.integers(centroids.shape[0], size=n)])
         adapt = sampler_math.DualAveraging(eps, target_accept)
         step, accepted, trace = adapt.step, np.zeros(n), np.empty((transitions, n, d))
         for t in tqdm(range(warmup + transitions), desc="sampling", disable=not progress, leave=False):
             momentum, log_u = rng.standard_normal((n, d)), np.log(rng.uniform(size=n))
             jittered = step * rng.uniform(1.0 - _JITTER, 1.0 + _JITTER, size=n)
-            z, acc, prob = fn(metric, z, self._array(momentum), self._array(log_u), self._array(jittered))
+            z, acc, prob = fn(metric, z, self.to_backend(momentum), self.to_backend(log_u), self.to_backend(jittered))
             if t < warmup:  # one step size for all chains, from their mean acceptance probability
                 adapt.update(float(np.mean(B.to_numpy(prob))))
                 step = adapt.step if t < warmup - 1 else adapt.final  # frozen for the kept transitions
@@ -525,7 +471,7 @@ class RHVAE:
         iterations = validation.check_count("iterations", iterations, minimum=0)
         learning_rate = validation.check_positive("learning_rate", learning_rate)
         ends = self._latent(np.stack([self._endpoint(z0, "z0"), self._endpoint(z1, "z1")]), "z0, z1")
-        metric, spec, B = self._metric(state), self.metric_spec, self.backend
+        metric, spec, B = self.frozen_metric(state), self.metric_spec, self.backend
         opt = Adam(lr=learning_rate)  # the same Adam as training, on the path's interior points
 
         def path_of(interior, a, b):
@@ -539,7 +485,7 @@ class RHVAE:
             return step
 
         t = np.linspace(0.0, 1.0, n_segments + 1)[:, None]
-        straight = self._array((1 - t) * ends[0] + t * ends[1])
+        straight = self.to_backend((1 - t) * ends[0] + t * ends[1])
         interior, a, b = straight[1:-1], straight[0], straight[-1]
         opt_state = opt.init(B, {"z": interior})
         step = self._compile(f"geodesic:{learning_rate!r}", build)
@@ -575,15 +521,15 @@ class RHVAE:
                    noise: Noise | None = None, seed: int = 0) -> elbo_math.ElboTerms:
         """Every per-sample ELBO term and the flow's endpoints, as numpy, under the frozen metric."""
         x_in, x_o = self._pair(x, x_out)
-        return self._elbo_terms_checked(state, x_in, x_o, self._noise(x_in.shape[0], noise, (seed, _EVAL_STREAM)))
+        return self._elbo_terms_checked(state, x_in, x_o, self.draw_noise(x_in.shape[0], noise, (seed, _EVAL_STREAM)))
 
     def _elbo_terms_checked(self, state: TrainState, x_in: np.ndarray, x_o: np.ndarray,
                             noise: Noise) -> elbo_math.ElboTerms:
         B, parts, flow = self.backend, self.components, self.flow
         fn = self._compile("elbo_terms", lambda: lambda p, m, xi, xo, e, g: elbo_math.elbo_terms(
             B, parts, flow, p, m, xi, xo, e, g))
-        terms = fn(state.params, self._metric(state), self._array(x_in), self._array(x_o),
-                   self._array(noise.eps), self._array(noise.xi))
+        terms = fn(state.params, self.frozen_metric(state), self.to_backend(x_in), self.to_backend(x_o),
+                   self.to_backend(noise.eps), self.to_backend(noise.xi))
         return elbo_math.ElboTerms(*(B.to_numpy(t) for t in terms))
 
     def elbo(self, state: TrainState, x: Any, x_out: Any | None = None, *, noise: Noise | None = None,
@@ -591,9 +537,9 @@ class RHVAE:
         """The held-out ELBO ``mean_b(log p̄ - log q̄)`` under the frozen metric, ``batch_size`` rows
         at a time: ``x`` may be any source :class:`rhvae.data.Rows` reads (a memory-mapped ``.npy``)."""
         batch_size = validation.check_count("batch_size", batch_size)
-        rows_in, rows_out = self._pair_rows(x, x_out)
+        rows_in, rows_out = self.data_pair(x, x_out)
         n, d = len(rows_in), self.config.latent_dim
-        noise = self._noise(n, noise, ()) if noise is not None else None
+        noise = self.draw_noise(n, noise, ()) if noise is not None else None
         streams = _noise_streams((seed, _EVAL_STREAM))  # row i gets the draws _noise would give it
         total = 0.0
         for idx, kept in _padded_chunks(n, batch_size):
@@ -638,19 +584,19 @@ class RHVAE:
         """``(μ, log σ)`` of ``q(z | x)``, each ``(B, d)``."""
         B, enc = self.backend, self.components.encoder
         fn = self._compile("encode", lambda: lambda p, xb: enc(B, p, xb))
-        mu, log_sigma = fn(state.params["encoder"], self._array(self._data(x)))
+        mu, log_sigma = fn(state.params["encoder"], self.to_backend(self._data(x)))
         return B.to_numpy(mu), B.to_numpy(log_sigma)
 
     def decoder_outputs(self, state: TrainState, z: Any) -> tuple[np.ndarray, ...]:
         """The decoder's raw outputs at ``z`` (e.g. Bernoulli logits), each ``(B, *output_shape)``."""
         B, dec, shape = self.backend, self.components.decoder, self.config.output_shape
         fn = self._compile("decode", lambda: lambda p, zb: shaped(dec(B, p, zb), shape))
-        return tuple(B.to_numpy(o) for o in fn(state.params["decoder"], self._array(self._latent(z))))
+        return tuple(B.to_numpy(o) for o in fn(state.params["decoder"], self.to_backend(self._latent(z))))
 
     def decode(self, state: TrainState, z: Any) -> np.ndarray:
         """The mean of ``p(x | z)`` (probabilities for Bernoulli), ``(B, *output_shape)``."""
         B = self.backend
-        outputs = tuple(self._array(o) for o in self.decoder_outputs(state, z))
+        outputs = tuple(self.to_backend(o) for o in self.decoder_outputs(state, z))
         return B.to_numpy(self.components.decoder.likelihood.mean(B, outputs))
 
     def reconstruct(self, state: TrainState, x: Any) -> np.ndarray:
@@ -660,7 +606,7 @@ class RHVAE:
     def _local_metric(self, state: TrainState, z: Any):
         B, spec = self.backend, self.metric_spec
         fn = self._compile("local_metric", lambda: lambda m, zb: local_metric(B, zb, m, spec))
-        return fn(self._metric(state), self._array(self._latent(z)))
+        return fn(self.frozen_metric(state), self.to_backend(self._latent(z)))
 
     def G_inv(self, state: TrainState, z: Any) -> np.ndarray:
         """``G⁻¹(z) = a Σ_i M_i exp(-‖z - c_i‖²/T²) + λI`` under the frozen metric; ``(B, d, d)``."""
@@ -688,7 +634,7 @@ class RHVAE:
                     B, lambda zz: dec.likelihood.mean(B, dec(B, p, zz)).reshape(zz.shape[0], -1), zb)
             return metric
 
-        return B.to_numpy(self._compile("pullback", build)(state.params["decoder"], self._array(self._latent(z))))
+        return B.to_numpy(self._compile("pullback", build)(state.params["decoder"], self.to_backend(self._latent(z))))
 
     def _hamiltonian(self, params: dict, metric: MetricState, x: Array) -> Hamiltonian:
         parts = self.components
@@ -700,12 +646,12 @@ class RHVAE:
         if not xo.shape[0] == zz.shape[0] == rr.shape[0]:
             raise InputError(f"x, z and rho must have the same number of rows; got "
                              f"{xo.shape[0]}, {zz.shape[0]}, {rr.shape[0]}")
-        return self._array(xo), self._array(zz), self._array(rr)
+        return self.to_backend(xo), self.to_backend(zz), self.to_backend(rr)
 
     def hamiltonian(self, state: TrainState, x: Any, z: Any, rho: Any) -> np.ndarray:
         """``H(z, ρ) = -log p(x|z) - log p(z) - log N(ρ; 0, G(z))`` per sample, ``(B,)``."""
         fn = self._compile("hamiltonian", lambda: lambda p, m, xb, zb, rb: self._hamiltonian(p, m, xb)(zb, rb))
-        out = fn(state.params, self._metric(state), *self._phase_point(state, x, z, rho))
+        out = fn(state.params, self.frozen_metric(state), *self._phase_point(state, x, z, rho))
         return self.backend.to_numpy(out)
 
     def grad_hamiltonian(self, state: TrainState, x: Any, z: Any, rho: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -718,7 +664,7 @@ class RHVAE:
                 return gh.grad_z(B, H, zb, rb), gh.grad_rho(B, H, zb, rb)
             return grads
 
-        gz, gr = self._compile("grad_hamiltonian", build)(state.params, self._metric(state),
+        gz, gr = self._compile("grad_hamiltonian", build)(state.params, self.frozen_metric(state),
                                                           *self._phase_point(state, x, z, rho))
         return B.to_numpy(gz), B.to_numpy(gr)
 
@@ -731,7 +677,7 @@ class RHVAE:
             return parts.integrator.step(B, self._hamiltonian(p, m, xb), parts.grad_h, flow, zb, rb)
 
         fn = self._compile("leapfrog", lambda: step)
-        z1, r1 = fn(state.params, self._metric(state), *self._phase_point(state, x, z, rho))
+        z1, r1 = fn(state.params, self.frozen_metric(state), *self._phase_point(state, x, z, rho))
         return B.to_numpy(z1), B.to_numpy(r1)
 
 

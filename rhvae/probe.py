@@ -70,8 +70,8 @@ def probe(model: RHVAE, registry: Registry, mode: str = "full") -> None:
         bad = sorted(k for k, v in p.items() if not np.isfinite(v).all())
         if bad:
             raise ComponentError(f"{label[kind]}: init drew non-finite parameters {bad}")
-        params[kind] = {k: model._array(v) for k, v in p.items()}
-    arrays = [model._array(a) for a in (rng.uniform(0.05, 0.95, size=(n, *c.input_shape)),
+        params[kind] = {k: model.to_backend(v) for k, v in p.items()}
+    arrays = [model.to_backend(a) for a in (rng.uniform(0.05, 0.95, size=(n, *c.input_shape)),
                                         rng.uniform(0.05, 0.95, size=(n, *c.output_shape)),
                                         rng.uniform(-1.0, 1.0, size=(n, d)), rng.standard_normal((n, d)))]
     expected: dict[str, _Expected] = {}

@@ -11,11 +11,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rhvae.errors import BadBatchError, InputError, TrainingDivergedError, TrainingInterrupted
-from rhvae.model import Noise
+from rhvae.state import Noise
 
 if TYPE_CHECKING:
     from rhvae.interfaces import DataParallel
-    from rhvae.model import RHVAE, TrainState
+    from rhvae.model import RHVAE
+    from rhvae.state import TrainState
 
 _SHUFFLE_STREAM = 2
 
@@ -53,11 +54,11 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
         raise InputError(f"epochs must be an integer >= 1; got {epochs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be an integer >= 1; got {batch_size!r}")
-    rows_in, rows_out = model._pair_rows(x, x_out)
+    rows_in, rows_out = model.data_pair(x, x_out)
     val = None
     if validation_data is not None:
         val = validation_data if isinstance(validation_data, tuple) else (validation_data, None)
-        val = model._pair_rows(*val)
+        val = model.data_pair(*val)
     parallel = model.data_parallel() if distributed else None
     progress = progress and (parallel is None or parallel.is_main)
     n = len(rows_in)
@@ -114,7 +115,7 @@ def _steps(model: RHVAE, state: TrainState, last_finite: TrainState | None, bar,
     try:
         for b in bar:
             idx = order[b * batch_size:(b + 1) * batch_size]
-            noise = model._noise(idx.size, None, model._step_seed(state))
+            noise = model.draw_noise(idx.size, None, model.step_seed(state))
             share = slice(0, idx.size)
             if parallel is not None:
                 if idx.size < parallel.world_size:
@@ -129,7 +130,7 @@ def _steps(model: RHVAE, state: TrainState, last_finite: TrainState | None, bar,
             except ValueError as exc:  # a lazy source checks rows as they are read
                 history["loss"].extend(losses)
                 raise BadBatchError(epoch, state.step, str(exc), _local(state, parallel), history) from None
-            new_state, value, skipped = model._train_step(
+            new_state, value, skipped = model.train_step(
                 state, x_batch, x_target, Noise(noise.eps[share], noise.xi[share]), parallel, idx.size)
             if not math.isfinite(value):
                 history["loss"].extend(losses)

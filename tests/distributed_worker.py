@@ -30,14 +30,14 @@ def train(backend: str, mode: str, distributed: bool, dtype: str = "float32"):
     model = small_model(backend, input_dim=8, latent_dim=3, hidden=16, dtype=dtype, K=2, steps=2)
     state = model.init(seed=3, centroids="batch" if mode == "batch" else x[:6])
     if mode == "fail":
-        step = model._train_step
+        step = model.train_step
 
         def failing(state, *args, **kwargs):
             if state.step == 1 and model.data_parallel().rank == 1:
                 raise RuntimeError("rank 1 failed on purpose")
             return step(state, *args, **kwargs)
 
-        model._train_step = failing
+        model.train_step = failing
     state, history = model.fit(state, x, epochs=1, batch_size=BATCH, progress=False, distributed=distributed)
     return model, state, history
 
@@ -65,7 +65,7 @@ if __name__ == "__main__":
     if parallel.is_main:
         extra = {"devices": np.asarray(len(getattr(parallel, "devices", [])) or parallel.world_size)}
         if backend == "jax":  # rows per device of a placed batch of 8: 4 when it is really sharded
-            placed = parallel.place(model._array(data()[parallel.local_rows(BATCH)]), BATCH)
+            placed = parallel.place(model.to_backend(data()[parallel.local_rows(BATCH)]), BATCH)
             extra["shard_rows"] = np.asarray(placed.addressable_shards[0].data.shape[0])
         np.savez(out, **arrays(model, state, history), **extra)
     parallel.barrier()  # as rhvae train does: no process exits while another still works

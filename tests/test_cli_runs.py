@@ -82,14 +82,14 @@ def test_resume_continues_to_the_numbers_of_an_uninterrupted_run(tmp_path, capsy
 def test_ctrl_c_keeps_the_last_epoch_and_the_last_step_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
     """Ctrl-C in the 4th step of epoch 2: the run keeps epoch 1 as last.npz, the state after the
     3rd step as interrupted.npz, the losses so far, and continues with --resume."""
-    train_step = rhvae.RHVAE._train_step
+    train_step = rhvae.RHVAE.train_step
 
     def ctrl_c_at_step_18(self, state, *args, **kwargs):
         if state.step == 18:  # 15 steps per epoch
             raise KeyboardInterrupt
         return train_step(self, state, *args, **kwargs)
 
-    monkeypatch.setattr(rhvae.RHVAE, "_train_step", ctrl_c_at_step_18)
+    monkeypatch.setattr(rhvae.RHVAE, "train_step", ctrl_c_at_step_18)
     out = tmp_path / "run"
     assert _train("--epochs", "3", "--out", str(out)) == 130
     assert f"rhvae train --resume {out}" in capsys.readouterr().err
@@ -97,7 +97,7 @@ def test_ctrl_c_keeps_the_last_epoch_and_the_last_step_and_says_how_to_resume(tm
     assert (read_metadata(out / "interrupted.npz")["step"], read_metadata(out / "interrupted.npz")["epoch"]) == (18, 1)
     history = json.loads((out / "metrics.json").read_text())
     assert len(history["val_elbo"]) == 1 and len(history["loss"]) == 18
-    monkeypatch.setattr(rhvae.RHVAE, "_train_step", train_step)
+    monkeypatch.setattr(rhvae.RHVAE, "train_step", train_step)
     assert cli.main(["train", "--resume", str(out)]) == 0
     assert read_metadata(out / "last.npz")["epoch"] == 3
 
@@ -133,7 +133,7 @@ def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_resume(tmp_path, mon
     def ctrl_c(self, state, *args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(rhvae.RHVAE, "_train_step", ctrl_c)
+    monkeypatch.setattr(rhvae.RHVAE, "train_step", ctrl_c)
     assert _train("--epochs", "2", "--out", str(tmp_path / "run")) == 130
     assert "no epoch was completed, so there is nothing to resume" in capsys.readouterr().err
     assert not (tmp_path / "run" / "last.npz").exists() and (tmp_path / "run" / "interrupted.npz").exists()

@@ -36,7 +36,7 @@ def test_the_training_step_never_materialises_a_batch_by_centroid_tensor(rng):
     model = small_model("jax", input_dim=6, latent_dim=d, hidden=11, K=2, steps=2)
     x = rng.uniform(size=(batch, 6))
     state = model.init(seed=0, centroids=rng.uniform(size=(n_centroids, 6)))
-    noise = model._noise(batch, None, 0)
+    noise = model.draw_noise(batch, None, 0)
     jaxpr = jax.make_jaxpr(model._step_fn())(state.params, state.opt_state, *model._batch_arrays(state, x, x, noise))
     shapes = [tuple(a.shape) for a in avals(jaxpr.jaxpr) if hasattr(a, "shape")]
     assert any(s[:2] == (batch, n_centroids) for s in shapes)          # the (B, N) weights exist

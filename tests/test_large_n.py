@@ -63,12 +63,12 @@ def test_evaluation_in_blocks_never_holds_a_batch_by_all_centroids_array(rng):
     model = small_model("jax", input_dim=8, latent_dim=3, centroid_chunk=chunk, dtype="float64")
     state = model.init(seed=0, centroids=rng.uniform(size=(n_centroids, 8)))
     x = rng.uniform(size=(batch, 8))
-    noise = model._noise(batch, None, 0)
+    noise = model.draw_noise(batch, None, 0)
     B, parts, flow = model.backend, model.components, model.flow
     from rhvae.math import elbo as elbo_math
 
     jaxpr = jax.make_jaxpr(lambda p, m, xi, e, g: elbo_math.elbo_terms(B, parts, flow, p, m, xi, xi, e, g))(
-        state.params, state.metric, *(model._array(a) for a in (x, noise.eps, noise.xi)))
+        state.params, state.metric, *(model.to_backend(a) for a in (x, noise.eps, noise.xi)))
     shapes = [tuple(a.shape) for a in avals(jaxpr.jaxpr) if hasattr(a, "shape")]
     assert any(s[-2:] == (batch, chunk) for s in shapes)  # the per-block weights
     assert not [s for s in shapes if batch in s and n_centroids in s], "a (B, N) array exists"

@@ -146,20 +146,20 @@ def test_a_nan_loss_stops_fit_naming_epoch_and_step_and_keeps_the_last_finite_st
     # the state handed back is the one whose loss was measured finite: re-measure it
     prior.nan_after = None
     order = np.random.default_rng((0, 2, 0)).permutation(50)
-    _, loss = model.step(last, x[order[20:30]], noise=model._noise(10, None, model._step_seed(last)))
+    _, loss = model.step(last, x[order[20:30]], noise=model.draw_noise(10, None, model.step_seed(last)))
     assert np.isfinite(loss) and loss == pytest.approx(history["loss"][-1], rel=1e-12)
 
 
 def test_steps_with_a_non_finite_gradient_are_counted_and_reported(monkeypatch):
     model = small_model("torch")
     x = np.random.default_rng(1).uniform(size=(30, 10))
-    train_step = model._train_step
+    train_step = model.train_step
 
     def second_step_skipped(state, *args, **kwargs):
         new_state, value, skipped = train_step(state, *args, **kwargs)
         return (state.replace(step=state.step + 1), value, True) if state.step == 1 else (new_state, value, skipped)
 
-    monkeypatch.setattr(model, "_train_step", second_step_skipped)
+    monkeypatch.setattr(model, "train_step", second_step_skipped)
     with pytest.warns(RuntimeWarning, match=r"1 step\(s\) had a finite loss but a non-finite gradient"):
         _, history = model.fit(model.init(seed=0), x, epochs=1, batch_size=10, progress=False)
     assert history["skipped_steps"] == [1]
@@ -204,14 +204,14 @@ def test_separate_input_and_target_are_honoured():
 def test_ctrl_c_in_fit_hands_back_the_state_after_the_last_completed_step(monkeypatch):
     model = small_model("torch")
     x = np.random.default_rng(1).uniform(size=(30, 10))
-    train_step = model._train_step
+    train_step = model.train_step
 
     def ctrl_c_at_step_2(state, *args, **kwargs):
         if state.step == 2:
             raise KeyboardInterrupt
         return train_step(state, *args, **kwargs)
 
-    monkeypatch.setattr(model, "_train_step", ctrl_c_at_step_2)
+    monkeypatch.setattr(model, "train_step", ctrl_c_at_step_2)
     with pytest.raises(KeyboardInterrupt) as info:  # still a KeyboardInterrupt for callers that do not care
         model.fit(model.init(seed=0), x, epochs=1, batch_size=10, progress=False)
     assert isinstance(info.value, rhvae.TrainingInterrupted)

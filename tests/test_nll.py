@@ -28,7 +28,7 @@ def test_nll_of_a_linear_gaussian_model_matches_the_closed_form(backend, rng):
         "decoder": {"out0.w": w, "out0.b": b},
     }
     state = model.init(seed=0)
-    state = state.replace(params={**state.params, **{k: {n: model._array(a) for n, a in v.items()}
+    state = state.replace(params={**state.params, **{k: {n: model.to_backend(a) for n, a in v.items()}
                                                      for k, v in params.items()}})
     x = rng.normal(size=(6, D)) + b
     state = model.refresh_metric(state, rng.normal(size=(20, D)))

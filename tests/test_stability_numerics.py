@@ -159,8 +159,8 @@ def test_the_frozen_batch_metric_is_the_mean_of_the_training_batch_metrics(backe
     B, parts, spec = model.backend, model.components, model.metric_spec
     per_batch = []
     for b in range(3):
-        batch = elbo_math.metric_from_data(B, parts, state.params, model._array(x[4 * b:4 * b + 4]), M_max=spec.M_max)
-        per_batch.append(B.to_numpy(local_metric(B, model._array(z), batch, spec).G_inv))
+        batch = elbo_math.metric_from_data(B, parts, state.params, model.to_backend(x[4 * b:4 * b + 4]), M_max=spec.M_max)
+        per_batch.append(B.to_numpy(local_metric(B, model.to_backend(z), batch, spec).G_inv))
     np.testing.assert_allclose(model.G_inv(frozen, z), np.mean(per_batch, axis=0), rtol=1e-12)
     unweighted = model.refresh_metric(state, x, weight=1.0)
     lam = np.eye(2) * model.config.lam
