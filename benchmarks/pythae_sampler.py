@@ -22,9 +22,10 @@ def pythae_rhvae_sampler(model, state, n: int, seed: int = 0) -> np.ndarray:
 
     c = model.config
     params = {k: np.asarray(model.backend.to_numpy(v), dtype=np.float32) for k, v in state.params["decoder"].items()}
-    if set(params) != {"hidden0.w", "hidden0.b", "out0.w", "out0.b"} or params["hidden0.w"].shape[1] != 512:
-        raise ValueError("pythae's default decoder is an MLP with one hidden layer of 512: build the rhvae model "
-                         "with decoder='bernoulli_mlp', hidden=(512,)")
+    if repr(model.components.decoder) != "MLPDecoder(Bernoulli(), hidden=(512,), activation='relu')":
+        raise ValueError(f"pythae's default decoder is a ReLU MLP with one hidden layer of 512 and a sigmoid output; "
+                         f"this model's is {model.components.decoder!r}: build it with decoder='bernoulli_mlp', "
+                         f"hidden=(512,)")
     torch.manual_seed(seed)
     net = RHVAE(RHVAEConfig(input_dim=(c.input_size,), latent_dim=c.latent_dim, temperature=c.T,
                             regularization=c.lam, reconstruction_loss="bce"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import platform
 import re
@@ -48,9 +47,10 @@ class _DefaultsFormatter(argparse.HelpFormatter):
 
 _CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RHVAEConfig)}
 _NET_DEFAULTS = {"encoder": (512,), "metric": (400,)}
+"""Hidden widths of the built-in MLP encoder/decoder and metric network (their own defaults)."""
 _CONV_CHANNELS = (32, 64)
 ARCHS = ("mlp", "conv")
-"""Hidden widths of the built-in MLP encoder/decoder and metric network (their own defaults)."""
+"""``--arch``: dense networks on rows, or the convolutional built-ins on images."""
 _HYPER_FLAGS = {
     "--K": ("K", int, "leapfrog steps"),
     "--eps": ("eps", float, "leapfrog step size"),
@@ -298,6 +298,8 @@ def _build_model_naming_flags(args: argparse.Namespace, input_dim: int) -> rhvae
         named = next((flag for field, flag in flags.items() if text.startswith(f"{field} ")), None)
         if named is None and text.startswith("hidden sizes"):
             named = "--hidden/--metric-hidden"
+        if named is None and text.startswith("channels must"):
+            named = "--channels"
         raise RhvaeError(f"{named}: {text}" if named else text) from None
 
 
@@ -318,7 +320,7 @@ def _figures(model, state, history, x_test, y_test, out, n_samples: int, seed: i
         written.append(figures.loss_curves(history, out / "loss.png"))
         if model.config.latent_dim == 2:
             written.append(figures.latent_map(model, state, x_test, y_test, out / "latent_space.png"))
-        if figures.image_side(math.prod(x_test.shape[1:])):
+        if figures.square_side(x_test):
             riemannian = model.sample(state, n_samples, seed=seed)
             prior = model.sample_prior(state, n_samples, seed=seed)
             written.append(figures.image_grids(
@@ -611,8 +613,12 @@ def _join_processes(args: argparse.Namespace) -> None:
     if None in given or not args.distributed:
         raise RhvaeError("--coordinator, --num-processes and --process-id go together, with --distributed "
                          "(and a backend that joins processes by address: jax; torch takes them from torchrun)")
-    get_registry().resolve("backend", args.backend).join_processes(args.coordinator, args.num_processes,
-                                                                    args.process_id)
+    factory = get_registry().resolve("backend", args.backend)
+    join = getattr(factory, "join_processes", None)  # a factory function, not a BackendBase class, has none
+    if join is None:
+        raise RhvaeError(f"backend {args.backend!r} does not join processes by address (its factory "
+                         f"{getattr(factory, '__name__', factory)!r} has no join_processes)")
+    join(args.coordinator, args.num_processes, args.process_id)
 
 
 def _run_checkpoint(run: Path, which: str) -> Path:
@@ -717,7 +723,7 @@ def _sample(args: argparse.Namespace) -> int:
     message = f"wrote {out}/{name}.npz ({args.n} samples"
     message += ")" if args.prior else f", acceptance rate {drawn.acceptance:.3f})"
     try:
-        if figures.image_side(math.prod(drawn.x.shape[1:])):
+        if figures.square_side(drawn.x):
             path = figures.image_grids({"Prior N(0, I)" if args.prior else "Riemannian sampler": drawn.x},
                                        out / f"{name}_grid.png")
             message += f", {path}"

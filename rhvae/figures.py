@@ -36,6 +36,17 @@ def image_side(features: int) -> int | None:
     return side if side * side == features else None
 
 
+def square_side(examples: np.ndarray) -> int | None:
+    """The side of ``examples`` drawn as square grey images: flat rows of ``side²`` values,
+    ``(n, side, side)`` or ``(n, 1, side, side)``; ``None`` for anything else (colour, non-square)."""
+    shape = tuple(examples.shape[1:])
+    if len(shape) == 1:
+        return image_side(shape[0])
+    if len(shape) == 3 and shape[0] == 1:
+        shape = shape[1:]
+    return shape[0] if len(shape) == 2 and shape[0] == shape[1] else None
+
+
 def loss_curves(history: dict, path: Path) -> Path:
     """Training loss per step (and its per-epoch mean) beside the held-out negative ELBO per epoch."""
     plt = _pyplot()
@@ -105,9 +116,9 @@ def _tile(images: np.ndarray, side: int, columns: int) -> np.ndarray:
 
 def image_grids(panels: dict[str, np.ndarray], path: Path, columns: int = 8) -> Path:
     """Side-by-side grids of images, one panel per entry (title -> ``(n, side²)`` or ``(n, 1, side, side)``)."""
-    side = image_side(math.prod(next(iter(panels.values())).shape[1:]))
+    side = square_side(next(iter(panels.values())))
     if side is None:
-        raise RhvaeError("image grids need square images (8×8, 28×28, ...)")
+        raise RhvaeError("image grids need square grey images: rows of side² values, or (1, side, side)")
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), constrained_layout=True)
     for ax, (title, images) in zip(np.atleast_1d(axes), panels.items()):
@@ -121,9 +132,9 @@ def image_grids(panels: dict[str, np.ndarray], path: Path, columns: int = 8) -> 
 
 def geodesic_strips(paths: list, path: Path) -> Path:
     """One row of decoded images per geodesic (``model.geodesic`` results), with its lengths."""
-    side = image_side(math.prod(paths[0].x.shape[1:]))
+    side = square_side(paths[0].x)
     if side is None:
-        raise RhvaeError("geodesic strips need square images (8×8, 28×28, ...)")
+        raise RhvaeError("geodesic strips need square grey images: rows of side² values, or (1, side, side)")
     plt = _pyplot()
     n = paths[0].x.shape[0]
     fig, axes = plt.subplots(len(paths), 1, figsize=(0.9 * n + 1.5, 1.1 * len(paths) + 0.6), constrained_layout=True)

@@ -175,11 +175,13 @@ class Likelihood(Protocol):
 
 @runtime_checkable
 class Decoder(Protocol):
-    """``z (B, d) -> outputs`` (a tuple of ``likelihood.n_outputs`` arrays of shape ``(B, D)``)."""
+    """``z (B, d) -> outputs``: a tuple of ``likelihood.n_outputs`` arrays of shape ``(B, D)``, or
+    for shaped data ``(B, *shape)`` or flat ``(B, prod(shape))`` (the core reshapes flat ones);
+    ``init`` gets ``output_dim`` as an int or, for shaped data, the shape tuple."""
 
     likelihood: Likelihood
 
-    def init(self, rng: np.random.Generator, latent_dim: int, output_dim: int) -> dict[str, np.ndarray]: ...
+    def init(self, rng: np.random.Generator, latent_dim: int, output_dim: int | tuple[int, ...]) -> dict[str, np.ndarray]: ...
     def __call__(self, B: Backend, params: Params, z: Array) -> tuple[Array, ...]: ...
 
 

@@ -630,8 +630,9 @@ class RHVAE:
 
         def build():
             def metric(p, zb):
+                shape = self.config.output_shape
                 return pullback.pullback_metric(
-                    B, lambda zz: dec.likelihood.mean(B, dec(B, p, zz)).reshape(zz.shape[0], -1), zb)
+                    B, lambda zz: dec.likelihood.mean(B, shaped(dec(B, p, zz), shape)).reshape(zz.shape[0], -1), zb)
             return metric
 
         return B.to_numpy(self._compile("pullback", build)(state.params["decoder"], self.to_backend(self._latent(z))))

@@ -136,3 +136,13 @@ def test_coordinator_on_a_backend_that_does_not_join_by_address_is_one_line(caps
     assert cli.main(["train", "--data", "digits", "--backend", "torch", "--distributed", "--coordinator",
                      "localhost:1234", "--num-processes", "2", "--process-id", "0", "--epochs", "1"]) == 2
     assert "backend 'torch' does not join processes by address" in capsys.readouterr().err
+
+
+def test_coordinator_with_a_backend_registered_by_a_function_is_one_line(monkeypatch, capsys):
+    """A backend whose registered factory is a function has no join_processes: an error, not a traceback."""
+    import further_backend
+
+    monkeypatch.setattr(cli, "get_registry", lambda: further_backend.REGISTRY)
+    assert cli.main(["train", "--data", "digits", "--backend", "torch_exact", "--distributed", "--coordinator",
+                     "localhost:1234", "--num-processes", "2", "--process-id", "0", "--epochs", "1"]) == 2
+    assert "backend 'torch_exact' does not join processes by address" in capsys.readouterr().err

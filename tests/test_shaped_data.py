@@ -75,6 +75,7 @@ def test_conv_model_torch_jax_parity():
         out[name] = (model.elbo(state, x, noise=noise), loss,
                      np.concatenate([np.asarray(v).ravel() for _, v in sorted(flatten(grads))]))
     assert abs(out["torch"][0] - out["jax"][0]) <= 1e-10 * abs(out["torch"][0])
+    assert abs(out["torch"][1] - out["jax"][1]) <= 1e-10 * abs(out["torch"][1])
     assert normwise_error(out["torch"][2], out["jax"][2]) <= 1e-10
 
 
@@ -157,3 +158,10 @@ def test_wrong_shapes_are_named():
         rhvae.RHVAE("torch", input_dim=144, latent_dim=2, encoder="conv")
     with pytest.raises(ValueError, match=r"input_dim\[1\] must be >= 1"):
         rhvae.RHVAE("torch", input_dim=(1, 0, 12), latent_dim=2)
+
+
+def test_figures_draw_grey_square_images_and_refuse_others():
+    from rhvae.figures import square_side
+
+    assert [square_side(np.zeros(s)) for s in ((2, 64), (2, 1, 8, 8), (2, 8, 8))] == [8, 8, 8]
+    assert [square_side(np.zeros(s)) for s in ((2, 63), (2, 3, 8, 8), (2, 1, 8, 6), (2, 4, 4, 4))] == [None] * 4

@@ -1,10 +1,12 @@
 """Convolutional encoder, decoder and metric network for images ``(B, C, H, W)``, written once over
 the backend's ``conv2d``/``conv_transpose2d`` (channels first, kernels ``(out, in, k, k)``).
 
-The defaults suit 28×28 MNIST on a CPU (two stride-2 layers of 32 and 64 channels); pythae's
-MNIST architecture (``Encoder_Conv_VAE_MNIST``/``Decoder_Conv_AE_MNIST``, without its batch
-norm) is ``ConvEncoder(channels=(128, 256, 512, 1024))`` with ``ConvDecoder(channels=(1024, 512,
-256), kernel=3)``. Layers are initialised as torch's ``nn.Conv2d``/``nn.ConvTranspose2d`` are,
+The defaults suit 28×28 MNIST on a CPU (two stride-2 layers of 32 and 64 channels). pythae's
+MNIST architecture (``Encoder_Conv_VAE_MNIST``/``Decoder_Conv_AE_MNIST``) has the layer sizes of
+``ConvEncoder(channels=(128, 256, 512, 1024))`` with ``ConvDecoder(channels=(1024, 512, 256),
+kernel=3)``; three differences remain: no batch norm here (a functional step carries no running
+statistics), an activation after the decoder's first linear layer (pythae has none), and one
+bias per output pixel in the last layer (pythae: one per channel). Layers are initialised as torch's ``nn.Conv2d``/``nn.ConvTranspose2d`` are,
 ``U(±1/√fan_in)``.
 """
 
@@ -121,15 +123,16 @@ class ConvDecoder(_Conv):
     def __repr__(self) -> str:
         return f"ConvDecoder({self.likelihood!r}, {super().__repr__().split('(', 1)[1]}"
 
-    def _sides(self, side: int) -> list[tuple[int, int]]:
+    def _sides(self, image_side: int) -> list[tuple[int, int]]:
         """``(s_{l-1}, output_padding_l)`` for each transposed convolution, first layer first."""
-        k, s, p, layers = self.kernel, self.stride, self.padding, []
-        for _ in self.channels:
+        k, s, p, layers, side = self.kernel, self.stride, self.padding, [], image_side
+        for layer in range(len(self.channels), 0, -1):
             before = conv_size(side, k, s, p)
             pad = side - ((before - 1) * s - 2 * p + k)
             if before < 1 or not 0 <= pad < s:
-                raise InputError(f"{self!r} cannot produce images of side {side}; change kernel/stride/padding "
-                                 f"or the number of layers")
+                raise InputError(f"{self!r} cannot produce images of side {image_side}: its layer {layer} would "
+                                 f"need side {before} to make {side}; change kernel/stride/padding or use fewer "
+                                 f"layers")
             layers.append((before, pad))
             side = before
         return layers[::-1]

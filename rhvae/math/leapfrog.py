@@ -31,11 +31,6 @@ if TYPE_CHECKING:
     from rhvae.math.elbo import Flow
 
 
-def prepare(B: Backend, H: Hamiltonian, grad_h: GradH, z: Array) -> PositionTerms:
-    """What ``grad_h`` reuses at position ``z`` (its :class:`PositionTerms`)."""
-    return grad_h.prepare(B, H, z)
-
-
 def _maybe_stop(B: Backend, g: Array, truncate: bool) -> Array:
     return B.stop_gradient(g) if truncate else g
 
