@@ -19,7 +19,7 @@ N_SCALING = [500, 1000] if W.SMOKE else [500, 1000, 2000, 4000, 8000]
 K_SCALING = [1, 2] if W.SMOKE else [1, 2, 5, 10]
 
 
-def train_step(backend: str, grad_h: str, K: int = 3, compile: bool | None = None):
+def _train_step(backend: str, grad_h: str, K: int = 3, compile: bool | None = None):
     model = W.model(backend, grad_h, K, compile=compile)
     x = W.data(W.BATCH)
     state = model.init(seed=0)
