@@ -7,9 +7,11 @@ k-NN precision/recall in the hidden features of an MLP classifier trained on the
 (:mod:`rhvae.sample_quality`; not comparable to Inception FID): rhvae's adaptive sampler
 (``target="centroids"``), the same sampler on pythae's improper volume target, the prior, pythae
 0.1.2's ``RHVAESampler`` on the same trained model (:mod:`pythae_sampler`, when installed), and
-reconstructions of other held-out images as the reference a generator cannot beat by much.
-Target: every score is finite and the reconstructions rank first (a sanity check of the measure
-on real data); the table is the result.
+reconstructions of other held-out images for reference. Target (the papers' claim for the
+geometry-aware sampler): rhvae's default sampler has a Fréchet distance no larger than the
+prior's and than pythae's sampler's. Measured on torch: rhvae sampler 131.3, volume target
+90.3, prior 98.7, reconstructions 75.1, pythae's RHVAESampler 70.3: the target is not met
+(``docs/index.md``, "What the sampler buys").
 """
 
 from __future__ import annotations
@@ -47,4 +49,6 @@ def test_generators_side_by_side(backend, capsys):
         for name, q in scores.items():
             print(f"  {name:20s} FD {q.frechet:7.2f}  precision {q.precision:.3f}  recall {q.recall:.3f}")
     assert all(np.isfinite(q.frechet) for q in scores.values())
-    assert min(scores, key=lambda k: scores[k].frechet) == "reconstructions", scores
+    rivals = [name for name in ("prior N(0, I)", "pythae RHVAESampler") if name in scores]
+    assert all(scores["rhvae sampler"].frechet <= scores[name].frechet for name in rivals), \
+        {name: round(q.frechet, 2) for name, q in scores.items()}
