@@ -80,20 +80,7 @@ def pythae_conv():
 
 
 def test_pythae_conv_train_step(measure, pythae_conv):
-    import torch
-    from pythae.data.datasets import DatasetOutput
-
-    model, x = pythae_conv, DatasetOutput(data=torch.as_tensor(_images(BATCH)))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-
-    def step():
-        loss = model(x).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return float(loss)
-
+    step = W.pythae_step(pythae_conv, _images(BATCH))
     measure("train-conv", "pythae", step, BATCH)
     _RATES["pythae"] = _rate(step)
 

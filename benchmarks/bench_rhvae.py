@@ -84,21 +84,7 @@ def pythae_rhvae():
 
 
 def test_pythae_train_step(measure, pythae_rhvae):
-    import torch
-    from pythae.data.datasets import DatasetOutput
-
-    model, x = pythae_rhvae, DatasetOutput(data=torch.as_tensor(W.data(W.BATCH)))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-
-    def step():
-        loss = model(x).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return float(loss)
-
-    measure("train", "pythae", step, W.BATCH)
+    measure("train", "pythae", W.pythae_step(pythae_rhvae, W.data(W.BATCH)), W.BATCH)
 
 
 @pytest.mark.parametrize("n_centroids", N_EVAL)

@@ -46,6 +46,25 @@ def pythae_model():
     return RHVAE(config)
 
 
+def pythae_step(model, x: np.ndarray):
+    """One Adam step of a pythae model on the batch ``x``, as its trainer takes it; returns the loss."""
+    import torch
+    from pythae.data.datasets import DatasetOutput
+
+    batch = DatasetOutput(data=torch.as_tensor(x))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+
+    def step():
+        loss = model(batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return float(loss)
+
+    return step
+
+
 def matmul_gflops() -> float:
     """This machine's float32 matmul rate on 2 threads (a 1024³ product, best of 20)."""
     import time

@@ -331,7 +331,8 @@ def _check_gradients(B: Backend, case: _Case, obj: Any, arrays: dict[str, Any], 
 # ------------------------------------------------------------------ backends
 
 
-def _numpy_conv2d(x: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarray:
+def numpy_conv2d(x: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarray:
+    """The reference of ``B.conv2d``: cross-correlation by explicit loops over output pixels."""
     x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     k = w.shape[-1]
     rows, cols = (x.shape[2] - k) // stride + 1, (x.shape[3] - k) // stride + 1
@@ -378,7 +379,7 @@ def _backend_checks(B: Backend, dtype: str, rng: np.random.Generator) -> dict[st
                       ("identity", x)):
         out[f"activation {name}"] = (n(B.activation(name)(t(x))), ref)
     images, kernel = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 3))
-    conv = _numpy_conv2d(images, kernel, 2, 1)
+    conv = numpy_conv2d(images, kernel, 2, 1)
     out["conv2d"] = (n(B.conv2d(t(images), t(kernel), 2, 1)), conv)
     u = rng.standard_normal(conv.shape)
     back = n(B.conv_transpose2d(t(u), t(kernel), 2, 1, (0, 1)))

@@ -12,23 +12,10 @@ import pytest
 
 import rhvae
 from rhvae.model import Noise
-from rhvae.testing import normwise_error
+from rhvae.testing import normwise_error, numpy_conv2d
 from rhvae.tree import flatten
 from rhvae_builtins.conv import ConvDecoder, conv_size
 from rhvae_builtins.likelihoods import Bernoulli, GaussianLogScale
-
-
-def _numpy_conv2d(x, w, stride, padding):
-    """Cross-correlation by explicit loops over output pixels (the textbook definition)."""
-    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    k = w.shape[-1]
-    h, v = (x.shape[2] - k) // stride + 1, (x.shape[3] - k) // stride + 1
-    out = np.zeros((x.shape[0], w.shape[0], h, v))
-    for i in range(h):
-        for j in range(v):
-            patch = x[:, :, i * stride:i * stride + k, j * stride:j * stride + k]
-            out[:, :, i, j] = np.einsum("bchw,ochw->bo", patch, w)
-    return out
 
 
 def _backend(name: str, device: str = "cpu"):
@@ -41,7 +28,7 @@ def test_conv2d_matches_numpy_and_its_transpose_is_the_adjoint(backend, kernel, 
     x = rng.standard_normal((2, 3, 9, 8))
     w = rng.standard_normal((4, 3, kernel, kernel))
     y = B.to_numpy(B.conv2d(B.asarray(x, "float64"), B.asarray(w, "float64"), stride, padding))
-    np.testing.assert_allclose(y, _numpy_conv2d(x, w, stride, padding), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, numpy_conv2d(x, w, stride, padding), rtol=1e-12, atol=1e-12)
     # <conv(x), u> = <x, convᵀ(u)>: the output padding restores the input's size exactly
     u = rng.standard_normal(y.shape)
     pad = tuple(s - ((o - 1) * stride - 2 * padding + kernel) for s, o in zip(x.shape[2:], y.shape[2:]))

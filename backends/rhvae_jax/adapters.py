@@ -13,7 +13,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from rhvae.errors import BackendUnavailableError, ComponentError, InputError, InputTypeError
+from rhvae.errors import BackendUnavailableError, InputError, InputTypeError
+from rhvae.adapters import as_outputs
 from rhvae.interfaces import Backend, Likelihood, Params
 from rhvae_builtins.likelihoods import resolve_likelihood
 
@@ -48,14 +49,7 @@ class _JaxNetwork:
                                           f"{B.name!r}")
 
     def _outputs(self, out: Any) -> tuple[jax.Array, ...]:
-        if isinstance(out, (tuple, list)):
-            return tuple(out)
-        if hasattr(self, "likelihood") and self.likelihood.n_outputs == 1:
-            return (out,)
-        role = (f"a tuple of {self.likelihood.n_outputs} arrays (a decoder for {self.likelihood!r})"
-                if hasattr(self, "likelihood") else "a pair: (mu, log_sigma) for an encoder, (diag, lower) for a metric "
-                                                    "network")
-        raise ComponentError(f"{self!r}: the module returned one {type(out).__name__}; expected {role}")
+        return as_outputs(self, out)
 
 
 class FlaxNetwork(_JaxNetwork):

@@ -8,13 +8,13 @@ only the starting point.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from rhvae.errors import BackendUnavailableError, ComponentError, InputError, InputTypeError
+from rhvae.errors import BackendUnavailableError, InputError, InputTypeError
+from rhvae.adapters import as_outputs
 from rhvae.interfaces import Backend, Likelihood, Params
 from rhvae_builtins.likelihoods import resolve_likelihood
 
@@ -70,12 +70,4 @@ class TorchNetwork:
         if B.name not in self.backends:
             raise BackendUnavailableError(f"{self!r} runs on the torch backend only; this model's backend is "
                                           f"{B.name!r}")
-        out: Any = torch.func.functional_call(self.module, dict(params), (x,), strict=True)
-        if isinstance(out, (tuple, list)):
-            return tuple(out)
-        if hasattr(self, "likelihood") and self.likelihood.n_outputs == 1:
-            return (out,)
-        role = (f"a tuple of {self.likelihood.n_outputs} tensors (a decoder for {self.likelihood!r})"
-                if hasattr(self, "likelihood") else "a pair: (mu, log_sigma) for an encoder, (diag, lower) for a metric "
-                                                    "network")
-        raise ComponentError(f"{self!r}: the module returned one {type(out).__name__}; expected {role}")
+        return as_outputs(self, torch.func.functional_call(self.module, dict(params), (x,), strict=True), "tensors")
