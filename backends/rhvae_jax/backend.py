@@ -29,7 +29,22 @@ _ACTIVATIONS: dict[str, Callable] = {
 }
 
 
-_NCHW = ("NCHW", "OIHW", "NCHW")
+def _patch_conv(x: jax.Array, w: jax.Array, stride: int, padding: int) -> jax.Array:
+    """``conv2d`` of ``x (B, C, H, W)`` with ``w (O, C, k, k)``: the ``k²`` strided slices of the padded
+    input stacked into patches ``(B, C, k², H', W')`` and contracted with ``w`` in one ``einsum``.
+
+    XLA's CPU convolution takes a slow generic path for strided, dilated and many-channel
+    convolutions (and their gradients, which are dilated): measured 30–50× slower than this at 256
+    to 1024 channels (``docs/performance.md``). Slices, pads and matrix products are all this needs,
+    forward and backward.
+    """
+    b, c, h, wd = x.shape
+    out_ch, k = w.shape[0], w.shape[-1]
+    xp = jnp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    ho, wo = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
+    patches = jnp.stack([jax.lax.slice(xp, (0, 0, i, j), (b, c, i + stride * (ho - 1) + 1, j + stride * (wo - 1) + 1),
+                                       (1, 1, stride, stride)) for i in range(k) for j in range(k)], axis=2)
+    return jnp.einsum("bcnhw,ocn->bohw", patches, w.reshape(out_ch, c, k * k))
 """Images channels first, kernels ``(out, in, kh, kw)``: torch's layout, so both backends share
 one checkpoint layout and one data convention."""
 
@@ -114,18 +129,20 @@ class JaxBackend(BackendBase):
         return linalg.inverse_cholesky_accelerator(a)
 
     def conv2d(self, x: jax.Array, w: jax.Array, stride: int = 1, padding: int = 0) -> jax.Array:
-        return jax.lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2,
-                                            dimension_numbers=_NCHW)
+        """torch's ``conv2d`` as one matrix product over strided patches (:func:`_patch_conv`)."""
+        return _patch_conv(x, w, stride, padding)
 
     def conv_transpose2d(self, x: jax.Array, w: jax.Array, stride: int = 1, padding: int = 0,
                          output_padding: int | tuple[int, int] = 0) -> jax.Array:
-        """torch's ``conv_transpose2d``: the input dilated by ``stride``, padded by ``k - 1 - padding``
-        (plus ``output_padding`` after), convolved with the flipped kernel ``(in, out, k, k)``."""
-        lo = w.shape[-1] - 1 - padding
+        """torch's ``conv_transpose2d``: the adjoint of ``conv2d(·, w, stride, padding)`` on inputs of
+        side ``(n - 1)·stride - 2·padding + k + output_padding``, applied to ``x`` (a ``jax.vjp``
+        of :func:`_patch_conv`: padding with holes and matrix products, no dilated convolution)."""
         extra = (output_padding, output_padding) if isinstance(output_padding, int) else output_padding
-        flipped = jnp.flip(w, (2, 3)).swapaxes(0, 1)
-        return jax.lax.conv_general_dilated(x, flipped, (1, 1), [(lo, lo + extra[0]), (lo, lo + extra[1])],
-                                            lhs_dilation=(stride, stride), dimension_numbers=_NCHW)
+        k = w.shape[-1]
+        side = [(n - 1) * stride - 2 * padding + k + e for n, e in zip(x.shape[2:], extra)]
+        _, adjoint = jax.vjp(lambda u: _patch_conv(u, w, stride, padding),
+                             jnp.zeros((x.shape[0], w.shape[1], *side), x.dtype))
+        return adjoint(x)[0]
 
     def logsumexp(self, x: jax.Array, axis: int) -> jax.Array:
         return jax.nn.logsumexp(x, axis=axis)
