@@ -15,10 +15,12 @@ from rhvae.errors import (
     TrainingInterrupted,
     UnknownComponentError,
 )
-from rhvae.checkpoint import load_model as load
 from rhvae.hookspecs import hookimpl
-from rhvae.model import RHVAE, Noise, TrainState
+from rhvae.model import RHVAE
 from rhvae.registry import Registry, get_registry
+from rhvae.state import Noise, TrainState
+
+load = RHVAE.from_checkpoint
 
 __version__ = "0.3.0"
 __all__ = [

@@ -6,8 +6,8 @@ registry recipe of every component, the training counters, the shape, dtype and 
 array, and any caller ``metadata``. It is written to a temporary file, ``fsync``-ed and renamed
 into place (:mod:`rhvae.atomic`), so a reader sees the previous checkpoint or the new one, never
 a mix. :func:`load` verifies every hash, every shape against the model, every JSON field and the
-finiteness of every array, and names the file and the field at fault. :func:`load_model`
-rebuilds the model itself from the file. The arrays are backend-neutral: a checkpoint written on
+finiteness of every array, and names the file and the field at fault. :func:`model_arguments`
+gives what rebuilds the model itself from the file (:meth:`rhvae.RHVAE.from_checkpoint`). The arrays are backend-neutral: a checkpoint written on
 torch loads on jax and back.
 
 Checkpoints of rhvae 0.1 and 0.2 (format 1: ``PATH.npz`` arrays beside a ``PATH.json``) still load.
@@ -21,7 +21,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -135,6 +135,19 @@ def _is_format_1_description(path: Path) -> bool:
 
 
 # ---------------------------------------------------------------------------------- reading
+
+
+class Saved(NamedTuple):
+    """A checkpoint read and verified: its ``file``, its description ``meta`` and its ``arrays``."""
+
+    file: Path
+    meta: dict
+    arrays: dict[str, np.ndarray]
+
+
+def read(path: str | os.PathLike) -> Saved:
+    """The checkpoint at ``path``, every field and (format 2) every hash verified."""
+    return Saved(*_read(path))
 
 
 def _read(path: str | os.PathLike, arrays: bool = True) -> tuple[Path, dict, dict[str, np.ndarray]]:
@@ -264,13 +277,14 @@ def load(model: RHVAE, path: str | os.PathLike, *, check_version: bool = True) -
     (``check_version=False`` accepts that), or when the file is missing, truncated, altered
     (a hash differs), holds a non-finite array or an array of the wrong shape.
     """
-    return _state_from(model, *_read(path), check_version=check_version)
+    return state_from(model, read(path), check_version=check_version)
 
 
-def _state_from(model: RHVAE, file: Path, meta: dict, arrays: dict[str, np.ndarray], *,
-                check_version: bool) -> TrainState:
-    """:func:`load`'s checks and conversion, on a checkpoint already read."""
+def state_from(model: RHVAE, saved: Saved, *, check_version: bool = True) -> TrainState:
+    """:func:`load`'s checks and conversion, on a checkpoint already :func:`read`."""
     from rhvae import __version__
+
+    file, meta, arrays = saved
 
     problems = []
     if check_version and meta.get("rhvae_version") != __version__:
@@ -311,24 +325,22 @@ def _state_from(model: RHVAE, file: Path, meta: dict, arrays: dict[str, np.ndarr
                       meta.get("batch_centroids"))
 
 
-def load_model(path: str | os.PathLike, *, backend: str | None = None, device: str = "cpu",
-               compile: bool | None = None, registry=None) -> tuple[RHVAE, TrainState]:
-    """``(model, state)`` rebuilt from the checkpoint at ``path`` alone: its configuration, and every
-    component from the registry recipe it was created with, on ``backend`` (default: the one that
-    wrote it). A component built without the registry cannot be rebuilt: then build the model as
-    before and call :meth:`RHVAE.load`.
+def model_arguments(saved: Saved, backend: str | None = None, registry=None) -> dict[str, Any]:
+    """The keyword arguments of :class:`rhvae.RHVAE` that rebuild the model of a checkpoint: its
+    configuration, and every component from the registry recipe it was created with, on ``backend``
+    (default: the one that wrote it). A component built without the registry cannot be rebuilt:
+    then build the model as before and call :meth:`RHVAE.load`.
     """
-    from rhvae.model import RHVAE
     from rhvae.registry import get_registry
 
-    file, meta, arrays = _read(path)
+    file, meta, _ = saved
     recipes = meta.get("recipes") or {}
     missing = [k for k in COMPONENTS if not isinstance(recipes.get(k), dict)]
     if missing:
         raise CheckpointError(
             f"{file} cannot rebuild its model: no registry recipe for {', '.join(missing)} (components built "
             f"directly, not by name or Registry.create, or a checkpoint of rhvae 0.2 or older); build the model "
-            f"yourself and call model.load({str(path)!r})")
+            f"yourself and call model.load({str(file)!r})")
     reg = registry if registry is not None else get_registry()
     backend = backend or meta["backend"]
     built = {}
@@ -345,10 +357,4 @@ def load_model(path: str | os.PathLike, *, backend: str | None = None, device: s
                 raise
             raise CheckpointError(f"{file}: field 'recipes.{kind}' does not build a {kind}: {exc}") from exc
     hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in saved_config(meta).items()}
-    try:
-        model = RHVAE(backend, device=device, compile=compile, registry=reg, **built, **hyper)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, RhvaeError):
-            raise
-        raise CheckpointError(f"{file}: its field 'config' does not build a model: {exc}") from exc
-    return model, _state_from(model, file, meta, arrays, check_version=False)
+    return {"backend": backend, "registry": reg, **built, **hyper}

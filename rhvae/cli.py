@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import os
 import platform
@@ -25,6 +26,8 @@ import rhvae
 from rhvae import checkpoint
 from rhvae.config import RHVAEConfig
 from rhvae.errors import RhvaeError
+from rhvae.generation import sample as _sample
+from rhvae.math.sampler import TARGETS
 from rhvae.presets import PRESETS
 from rhvae.registry import get_registry
 
@@ -49,6 +52,10 @@ _CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RHVAEConfig)}
 _NET_DEFAULTS = {"encoder": (512,), "metric": (400,)}
 """Hidden widths of the built-in MLP encoder/decoder and metric network (their own defaults)."""
 _CONV_CHANNELS = (32, 64)
+_SAMPLER = {name: p.default for name, p in inspect.signature(_sample).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+"""``rhvae sample``'s defaults: the library's (:func:`rhvae.generation.sample`), never restated."""
+
 ARCHS = ("mlp", "conv")
 """``--arch``: dense networks on rows, or the convolutional built-ins on images."""
 _HYPER_FLAGS = {
@@ -71,6 +78,11 @@ class _UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise _UsageError(message)
+
+    @property
+    def options(self) -> list[argparse.Action]:
+        """Every option this parser takes (argparse keeps the list private)."""
+        return list(self._actions)
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -191,21 +203,26 @@ def build_parser() -> argparse.ArgumentParser:
                           help="samples scored by Frechet distance and precision/recall in a classifier's features "
                                "(default 500; 0 skips it; needs scikit-learn)")
     evaluate.set_defaults(run=_evaluate)
-    sample = commands.add_parser("sample", help="generate with the Riemannian sampler (or the prior)")
+    sample = commands.add_parser("sample", help="generate with the Riemannian sampler (or the prior)",
+                                 formatter_class=_DefaultsFormatter)
     sample.add_argument("--run", dest="run_dir", default="runs/latest", help="the folder 'rhvae train' wrote")
     sample.add_argument("--checkpoint", choices=("last", "best"), default="last",
                         help="the last epoch's state, or the one with the best held-out ELBO (default last)")
     sample.add_argument("--n", type=int, default=64, help="number of samples (one HMC chain each)")
-    sample.add_argument("--transitions", type=int, default=100, help="transitions kept after the warm-up")
-    sample.add_argument("--warmup", type=int, default=300,
+    sample.add_argument("--transitions", type=int, default=_SAMPLER["transitions"],
+                        help="transitions kept after the warm-up")
+    sample.add_argument("--warmup", type=int, default=_SAMPLER["warmup"],
                         help="warm-up transitions that adapt the step size (0: a fixed --eps)")
-    sample.add_argument("--target-accept", type=float, default=0.65, help="acceptance rate the warm-up aims at")
-    sample.add_argument("--target", choices=("centroids", "volume"), default="centroids",
-                        help="centroids: sqrt det(G^-1 - lam I), proper; volume: sqrt det G^-1 (pythae's, improper)")
-    sample.add_argument("--eps", type=float, default=0.05, help="HMC leapfrog step size (initial, with a warm-up)")
-    sample.add_argument("--n-lf", type=int, default=10, help="leapfrog steps per HMC transition")
-    sample.add_argument("--beta0", type=float, default=1.0,
-                        help="temper each trajectory to this inverse temperature at its middle (default 1: none)")
+    sample.add_argument("--target-accept", type=float, default=_SAMPLER["target_accept"],
+                        help="acceptance rate the warm-up aims at")
+    sample.add_argument("--target", choices=tuple(TARGETS), default=_SAMPLER["target"],
+                        help="posterior: the aggregate posterior of the training codes; centroids: sqrt det(G^-1 - "
+                             "lam I), proper; volume: sqrt det G^-1 (pythae's, improper)")
+    sample.add_argument("--eps", type=float, default=_SAMPLER["eps"],
+                        help="HMC leapfrog step size (initial, with a warm-up)")
+    sample.add_argument("--n-lf", type=int, default=_SAMPLER["n_lf"], help="leapfrog steps per HMC transition")
+    sample.add_argument("--beta0", type=float, default=_SAMPLER["beta0"],
+                        help="temper each trajectory to this inverse temperature at its middle (1: none)")
     sample.add_argument("--prior", action="store_true", help="decode N(0, I) draws instead")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", default=None,
@@ -479,7 +496,7 @@ def _resume(args: argparse.Namespace) -> int:
 
     parser = build_parser().train_parser
     defaults = vars(parser.parse_args([]))
-    flag = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+    flag = {a.dest: a.option_strings[0] for a in parser.options if a.option_strings}
     changed = sorted(k for k, v in vars(args).items() if k not in _RESUME_KEEPS and defaults.get(k, v) != v)
     if changed:
         flags = ", ".join(flag.get(k, k) for k in changed)
@@ -795,11 +812,28 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     """Parse ``argv``; with ``train --config FILE``, the file's values become the defaults first."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "config", None) is None:
-        return args
-    train = parser.train_parser
-    train.set_defaults(**_read_config(args.config, train))
-    return parser.parse_args(argv)
+    if getattr(args, "config", None) is not None:
+        train = parser.train_parser
+        train.set_defaults(**_read_config(args.config, train))
+        args = parser.parse_args(argv)
+    if getattr(args, "run", None) is _train and not getattr(args, "resume", None):
+        _check_arch_flags(args, parser.train_parser)
+    return args
+
+
+_ARCH_FLAGS = {"mlp": ("--channels",), "conv": ("--hidden", "--metric-hidden", "--init")}
+"""The width flags each ``--arch`` has no use for."""
+
+
+def _check_arch_flags(args: argparse.Namespace, train: _Parser) -> None:
+    """A width flag set away from its default that ``--arch`` would ignore is an error."""
+    defaults = vars(train.parse_args([]))
+    dest = {a.option_strings[0]: a.dest for a in train.options if a.option_strings}
+    unused = [flag for flag in _ARCH_FLAGS[args.arch] if getattr(args, dest[flag]) != defaults[dest[flag]]]
+    if unused:
+        other = "--channels" if args.arch == "conv" else "--arch conv"
+        raise RhvaeError(f"{', '.join(unused)} has no effect with --arch {args.arch} (the {args.arch} networks have "
+                         f"no such layers); use {other}")
 
 
 def _read_config(path: str, parser: argparse.ArgumentParser) -> dict:
@@ -820,14 +854,14 @@ def _read_config(path: str, parser: argparse.ArgumentParser) -> dict:
         raise RhvaeError(f"--config {path}: not valid {file.suffix.lstrip('.') or 'JSON'}: {exc}") from None
     if not isinstance(values, dict):
         raise RhvaeError(f"--config {path}: expected a table of option names and values")
-    known = {a.dest for a in parser._actions} - {"help", "config", "run"}
+    known = {a.dest for a in parser.options} - {"help", "config", "run"}
     values = {k.replace("-", "_"): v for k, v in values.items()}
     aliases = {"temperature": "T", "lr": "learning_rate"}
     values = {aliases.get(k, k): v for k, v in values.items()}
     unknown = sorted(set(values) - known)
     if unknown:
         raise RhvaeError(f"--config {path}: unknown option(s) {unknown}; known: {sorted(known)}")
-    for action in parser._actions:
+    for action in parser.options:
         if action.choices is not None and action.dest in values and values[action.dest] not in action.choices:
             raise RhvaeError(f"--config {path}: {action.dest} must be one of {sorted(action.choices)}; "
                              f"got {values[action.dest]!r}")

@@ -76,14 +76,15 @@ class Rows:
         if _in_memory(data):
             self.data, self.lazy = validation.check_array(data, name, features, dtype, feature_name=feature_name,
                                                           expected_by=expected_by), False
-            self._check_support(self.data)
+            self.check_support(self.data)
             return
         validation.check_shape(tuple(data.shape), name, features, feature_name=feature_name, expected_by=expected_by)
         if np.dtype(data.dtype).kind != "f":
             raise InputTypeError(f"{name} has dtype {data.dtype}; expected floating point data")
         self.data, self.lazy = data, True
 
-    def _check_support(self, arr: np.ndarray) -> None:
+    def check_support(self, arr: np.ndarray) -> None:
+        """Raise when ``arr`` leaves the likelihood's support (when these rows are a target)."""
         if self.support is not None:
             validation.check_support(arr, self.name, self.support, self.likelihood)
 
@@ -99,7 +100,7 @@ class Rows:
         target = copy.copy(self)
         target.support, target.likelihood = support, likelihood
         if not target.lazy:
-            target._check_support(target.data)
+            target.check_support(target.data)
         return target
 
     def read(self, idx: np.ndarray) -> np.ndarray:
@@ -113,7 +114,7 @@ class Rows:
         if not np.all(np.isfinite(rows)):
             bad = unique[~np.all(np.isfinite(rows.reshape(len(rows), -1)), axis=1)]
             raise InputError(f"{self.name} contains NaN or infinite values in row(s) {bad[:5].tolist()}")
-        self._check_support(rows)
+        self.check_support(rows)
         return rows[inverse]
 
     def read_as_target(self, idx: np.ndarray, read: np.ndarray, source: Rows) -> np.ndarray:
@@ -122,5 +123,12 @@ class Rows:
         if source.data is not self.data:
             return self.read(idx)
         rows = read.astype(self.dtype, copy=False)
-        self._check_support(rows)
+        self.check_support(rows)
         return rows
+
+
+def padded_chunks(n: int, size: int) -> list[tuple[np.ndarray, int]]:
+    """Row indices of ``n`` rows in chunks of ``min(size, n)``, the last padded by repeating its
+    final row, with how many rows of each to keep: one compiled function serves every chunk."""
+    size = min(size, n)
+    return [(np.minimum(np.arange(i, i + size), n - 1), min(size, n - i)) for i in range(0, n, size)]

@@ -259,6 +259,10 @@ class Registry:
 
     # -- plugins ------------------------------------------------------------------------------
 
+    def has_plugin(self, name: str) -> bool:
+        """Whether a plugin is registered under ``name``."""
+        return name in self._plugins
+
     def plugins(self) -> list[PluginInfo]:
         """The registered plugins in registration order, then ``<local>`` if components were added directly."""
         infos = [self._plugin_info(name) for name in self._plugins]
@@ -423,7 +427,7 @@ def load_entry_points(registry: Registry, group: str = ENTRY_POINT_GROUP, *, str
             if not isinstance(exc, PluginLoadError):
                 exc = PluginLoadError(f"plugin {ep.name!r} from {_source(distribution, version)} failed in "
                                       f"rhvae_register: {exc}")
-            if ep.name in registry._plugins:
+            if registry.has_plugin(ep.name):
                 registry.unregister_plugin(ep.name)
             registry.broken[ep.name] = exc
             warnings.warn(f"{exc} (skipped; rhvae works without it)", RuntimeWarning, stacklevel=2)

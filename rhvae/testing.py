@@ -26,6 +26,7 @@ import numpy as np
 
 from rhvae.errors import PluginLoadError, ProtocolError, UnknownComponentError
 from rhvae.interfaces import XP_NAMES, Array, Backend, Likelihood
+from rhvae.math.hamiltonian import shaped
 from rhvae.registry import Registry, get_registry
 from rhvae.tree import flatten
 
@@ -92,14 +93,15 @@ def _params(value: Any, what: str) -> dict[str, np.ndarray]:
 class _Case:
     """How to check one kind: numpy inputs, the run on a backend, expected shapes, gradient pairs.
 
-    ``run(B, obj, inputs)`` returns named backend arrays; ``references`` pairs an output with the
+    ``inputs(obj, rng, example)`` draws them for examples of shape ``example``;
+    ``run(B, obj, inputs)`` returns named backend arrays; ``shapes(obj, example)`` gives their shapes; ``references`` pairs an output with the
     autodiff output it must match and the tolerance table to use; ``tolerances`` overrides
     :data:`PARITY_RTOL` for the jit and backend parity of some outputs (gradients, approximations).
     """
 
-    inputs: Callable[[Any, np.random.Generator], dict[str, Any]]
+    inputs: Callable[[Any, np.random.Generator, tuple[int, ...]], dict[str, Any]]
     run: Callable[[Backend, Any, dict[str, Any]], dict[str, Array]]
-    shapes: Callable[[Any], dict[str, tuple[int, ...]]]
+    shapes: Callable[[Any, tuple[int, ...]], dict[str, tuple[int, ...]]]
     references: tuple[tuple[str, str, dict[str, float]], ...] = ()
     tolerances: Mapping[str, dict[str, float]] = field(default_factory=dict)
 
@@ -111,8 +113,13 @@ def _latent(rng: np.random.Generator) -> np.ndarray:
     return 1.5 * rng.standard_normal((BATCH, LATENT_DIM))
 
 
-def _data(rng: np.random.Generator) -> np.ndarray:
-    return rng.uniform(0.05, 0.95, size=(BATCH, INPUT_DIM))
+def _data(rng: np.random.Generator, example: tuple[int, ...] = (INPUT_DIM,)) -> np.ndarray:
+    return rng.uniform(0.05, 0.95, size=(BATCH, *example))
+
+
+def _dim(example: tuple[int, ...]) -> int | tuple[int, ...]:
+    """The ``input_dim`` a network's ``init`` takes for examples of shape ``example``."""
+    return example[0] if len(example) == 1 else example
 
 
 def _prior_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
@@ -123,7 +130,7 @@ def _prior_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
     return out
 
 
-def _prior_shapes(obj: Any) -> dict[str, tuple[int, ...]]:
+def _prior_shapes(obj: Any, example: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     shapes = {"log_prob": (BATCH,)}
     if hasattr(obj, "grad_log_prob"):
         shapes |= {"grad_log_prob": (BATCH, LATENT_DIM), "autodiff_grad": (BATCH, LATENT_DIM)}
@@ -137,7 +144,7 @@ def _encoder_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
 
 def _decoder_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
     lik = obj.likelihood
-    outputs = _tuple_of(obj(B, a["params"], a["z"]), lik.n_outputs, "decoder(B, params, z)")
+    outputs = shaped(_tuple_of(obj(B, a["params"], a["z"]), lik.n_outputs, "decoder(B, params, z)"), a["example"])
     return {
         **{f"outputs[{i}]": o for i, o in enumerate(outputs)},
         "likelihood.log_prob": lik.log_prob(B, a["x"], outputs),
@@ -145,12 +152,12 @@ def _decoder_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
     }
 
 
-def _decoder_inputs(obj: Any, rng: np.random.Generator) -> dict[str, Any]:
+def _decoder_inputs(obj: Any, rng: np.random.Generator, example: tuple[int, ...]) -> dict[str, Any]:
     if not isinstance(obj.likelihood, Likelihood):
         raise ProtocolError(f"decoder {_label(obj)}: .likelihood {obj.likelihood!r} does not satisfy the "
                             "Likelihood protocol (n_outputs, log_prob, mean)")
-    params = _params(obj.init(rng, LATENT_DIM, INPUT_DIM), "decoder.init(rng, latent_dim, output_dim)")
-    return {"params": params, "z": _latent(rng), "x": _data(rng)}
+    params = _params(obj.init(rng, LATENT_DIM, _dim(example)), "decoder.init(rng, latent_dim, output_dim)")
+    return {"params": params, "z": _latent(rng), "x": _data(rng, example), "example": example}
 
 
 def _metric_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
@@ -158,7 +165,7 @@ def _metric_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
     return {"diag": diag, "lower": lower}
 
 
-def _grad_h_inputs(obj: Any, rng: np.random.Generator) -> dict[str, Any]:
+def _grad_h_inputs(obj: Any, rng: np.random.Generator, example: tuple[int, ...]) -> dict[str, Any]:
     decoder = get_registry().create("decoder", "bernoulli_mlp", hidden=(4,), activation="tanh")
     L = np.tril(0.5 * rng.standard_normal((N_CENTROIDS, LATENT_DIM, LATENT_DIM)), -1)
     L += np.eye(LATENT_DIM) * rng.uniform(0.5, 1.5, size=(N_CENTROIDS, 1, LATENT_DIM))
@@ -194,24 +201,26 @@ def _grad_h_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
 
 _LATENT_PAIR = (BATCH, LATENT_DIM)
 _CASES: dict[str, _Case] = {
-    "prior": _Case(lambda obj, rng: {"z": _latent(rng)}, _prior_run, _prior_shapes,
+    "prior": _Case(lambda obj, rng, example: {"z": _latent(rng)}, _prior_run, _prior_shapes,
                    (("grad_log_prob", "autodiff_grad", GRAD_RTOL),),
                    dict.fromkeys(("grad_log_prob", "autodiff_grad"), GRAD_RTOL)),
     "encoder": _Case(
-        lambda obj, rng: {"params": _params(obj.init(rng, INPUT_DIM, LATENT_DIM),
-                                            "encoder.init(rng, input_dim, latent_dim)"), "x": _data(rng)},
-        _encoder_run, lambda obj: {"mu": _LATENT_PAIR, "log_sigma": _LATENT_PAIR}),
+        lambda obj, rng, example: {"params": _params(obj.init(rng, _dim(example), LATENT_DIM),
+                                                     "encoder.init(rng, input_dim, latent_dim)"),
+                                   "x": _data(rng, example)},
+        _encoder_run, lambda obj, example: {"mu": _LATENT_PAIR, "log_sigma": _LATENT_PAIR}),
     "decoder": _Case(
         _decoder_inputs, _decoder_run,
-        lambda obj: {**{f"outputs[{i}]": (BATCH, INPUT_DIM) for i in range(obj.likelihood.n_outputs)},
-                     "likelihood.log_prob": (BATCH,), "likelihood.mean": (BATCH, INPUT_DIM)}),
+        lambda obj, example: {**{f"outputs[{i}]": (BATCH, *example) for i in range(obj.likelihood.n_outputs)},
+                              "likelihood.log_prob": (BATCH,), "likelihood.mean": (BATCH, *example)}),
     "metric": _Case(
-        lambda obj, rng: {"params": _params(obj.init(rng, INPUT_DIM, LATENT_DIM),
-                                            "metric.init(rng, input_dim, latent_dim)"), "x": _data(rng)},
-        _metric_run, lambda obj: {"diag": _LATENT_PAIR, "lower": (BATCH, LATENT_DIM * (LATENT_DIM - 1) // 2)}),
+        lambda obj, rng, example: {"params": _params(obj.init(rng, _dim(example), LATENT_DIM),
+                                                     "metric.init(rng, input_dim, latent_dim)"),
+                                   "x": _data(rng, example)},
+        _metric_run, lambda obj, example: {"diag": _LATENT_PAIR, "lower": (BATCH, LATENT_DIM * (LATENT_DIM - 1) // 2)}),
     "grad_h": _Case(
         _grad_h_inputs, _grad_h_run,
-        lambda obj: dict.fromkeys(("grad_z", "grad_rho", "grad_z_at", "grad_rho_at", "autodiff_grad_z",
+        lambda obj, example: dict.fromkeys(("grad_z", "grad_rho", "grad_z_at", "grad_rho_at", "autodiff_grad_z",
                                     "autodiff_grad_rho"), _LATENT_PAIR),
         (("grad_z", "autodiff_grad_z", APPROX_GRAD_RTOL), ("grad_rho", "autodiff_grad_rho", APPROX_GRAD_RTOL),
          ("grad_z_at", "grad_z", GRAD_RTOL), ("grad_rho_at", "grad_rho", GRAD_RTOL)),
@@ -221,6 +230,13 @@ _CASES: dict[str, _Case] = {
 
 CHECKED_KINDS: tuple[str, ...] = (*_CASES, "tempering", "backend")
 """The kinds :func:`check_component` accepts."""
+
+
+def _example_shape(input_shape: Any) -> tuple[int, ...]:
+    shape = input_shape if isinstance(input_shape, (tuple, list)) else (input_shape,)
+    if not shape or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in shape):
+        raise ValueError(f"input_shape must be a positive int or a tuple of them; got {input_shape!r}")
+    return tuple(int(n) for n in shape)
 
 
 def _label(obj: Any) -> str:
@@ -294,7 +310,7 @@ def _run_checked(B: Backend, case: _Case, obj: Any, arrays: dict[str, Any], dtyp
     except Exception as exc:
         raise AssertionError(f"{where}: the call raised {type(exc).__name__}: {exc}") from exc
     outputs = {}
-    for name, expected in case.shapes(obj).items():
+    for name, expected in case.shapes(obj, arrays["example"]).items():
         value = B.to_numpy(raw[name])
         if value.shape != expected:
             raise AssertionError(f"{where}: {name} has shape {value.shape}; expected {expected}")
@@ -316,7 +332,7 @@ def _check_gradients(B: Backend, case: _Case, obj: Any, arrays: dict[str, Any], 
     otherwise pass every value check and then skip or poison training steps."""
     static = {k: v for k, v in arrays.items() if not isinstance(v, dict) and not hasattr(v, "shape")}
     dynamic = {k: v for k, v in arrays.items() if k not in static}
-    for name in case.shapes(obj):
+    for name in case.shapes(obj, arrays["example"]):
         try:
             grads = B.grad(lambda a: B.xp.sum(case.run(B, obj, {**a, **static})[name]))(dynamic)
         except Exception as exc:
@@ -409,7 +425,8 @@ def _check_backend(B: Any, dtype: str, seed: int) -> dict[str, dict[str, np.ndar
 
 
 def check_component(kind: str, obj: Any, *, backends: Sequence[str | Backend] = ("torch", "jax"),
-                    dtype: str = "float64", seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+                    dtype: str = "float64", seed: int = 0,
+                    input_shape: int | tuple[int, ...] = INPUT_DIM) -> dict[str, dict[str, np.ndarray]]:
     """Check a component's behaviour on every backend; returns ``{backend: {output: numpy array}}``.
 
     The keys are the backend names (``"torch#1"`` for a repeated one; ``"numpy"`` for a schedule).
@@ -417,7 +434,10 @@ def check_component(kind: str, obj: Any, *, backends: Sequence[str | Backend] = 
     ``kind``: one of :data:`CHECKED_KINDS` (``prior encoder decoder metric grad_h tempering backend``).
     ``obj`` must first satisfy the Protocol of ``kind`` (else :class:`rhvae.ProtocolError`).
     Inputs are drawn once in numpy from ``default_rng(seed)``: ``x (5, 6)`` in ``[0.05, 0.95]``,
-    ``z (5, 3)``, parameters from ``obj.init``. On each backend (a name created through
+    ``z (5, 3)``, parameters from ``obj.init``. ``input_shape``: the shape of one example for an
+    encoder, decoder or metric network on shaped data, e.g. ``(1, 8, 8)`` for ``x (5, 1, 8, 8)``
+    (``init`` then receives the tuple, as in a model with ``input_dim=(1, 8, 8)``; a decoder may
+    return flat outputs, which are reshaped as the model does). On each backend (a name created through
     :func:`rhvae.get_registry`, or a ``Backend`` object, e.g. on a GPU) it checks
 
     - each output's shape, its ``dtype`` and that it is finite, and (networks and priors) that its
@@ -455,8 +475,9 @@ def check_component(kind: str, obj: Any, *, backends: Sequence[str | Backend] = 
         return _check_tempering(obj, label)
     case = _CASES[kind]
     created = _create_backends(backends, dtype)
+    example = _example_shape(input_shape)
     try:
-        inputs = case.inputs(obj, np.random.default_rng(seed))
+        inputs = {**case.inputs(obj, np.random.default_rng(seed), example), "example": example}
     except _Mismatch as exc:
         raise AssertionError(f"{label}: {exc}") from None
     except ProtocolError:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from rhvae import seeds
 from rhvae.errors import BadBatchError, InputError, TrainingDivergedError, TrainingInterrupted
 from rhvae.state import Noise
 
@@ -17,8 +18,6 @@ if TYPE_CHECKING:
     from rhvae.interfaces import DataParallel
     from rhvae.model import RHVAE
     from rhvae.state import TrainState
-
-_SHUFFLE_STREAM = 2
 
 
 def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size: int = 100,
@@ -67,7 +66,7 @@ def fit(model: RHVAE, state: TrainState, x: Any, *, epochs: int = 1, batch_size:
     last_finite: TrainState | None = None  # the last state whose loss was measured finite
     for _ in range(epochs):
         epoch = state.epoch
-        order = np.random.default_rng((state.seed, _SHUFFLE_STREAM, epoch)).permutation(n)
+        order = np.random.default_rng((state.seed, seeds.SHUFFLE, epoch)).permutation(n)
         start, losses = time.perf_counter(), []
         bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}", disable=not progress, leave=False)
         stepped = state

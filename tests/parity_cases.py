@@ -8,8 +8,10 @@ import numpy as np
 from further_backend import REGISTRY
 from helpers import small_model
 from rhvae.math import leapfrog
-from rhvae.model import RHVAE, Noise
+from rhvae.model import RHVAE
+from rhvae.state import Noise
 from rhvae.tree import flatten
+from rhvae.geometry import hamiltonian_of
 
 INPUT, LATENT, HIDDEN, BATCH, N_CENTROIDS = 10, 2, 12, 6, 8
 DECODERS = ("bernoulli_mlp", "gaussian_mlp", "gaussian_logscale_mlp")
@@ -59,7 +61,7 @@ def compute(backend: str, device: str, dtype: str, grad_h: str, decoder: str) ->
     out["H"] = model.hamiltonian(state, x, z, rho)
     out["grad_z"], out["grad_rho"] = model.grad_hamiltonian(state, x, z, rho)
 
-    H = model._hamiltonian(state.params, state.metric, B.asarray(x, dtype))
+    H = hamiltonian_of(model, state.params, state.metric, B.asarray(x, dtype))
     gh, c = model.components.grad_h, model.config
     zb, rb = B.asarray(z, dtype), B.asarray(rho, dtype)
 

@@ -24,7 +24,7 @@ from torch import nn
 
 import rhvae
 from rhvae.errors import BackendUnavailableError, ComponentError, InputError, InputTypeError, ProtocolError
-from rhvae.model import Noise
+from rhvae.state import Noise
 from rhvae_jax import EquinoxNetwork, FlaxNetwork
 from rhvae_torch import TorchNetwork
 

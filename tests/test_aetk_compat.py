@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import small_model
-from rhvae.model import Noise
+from rhvae.state import Noise
 from rhvae.presets import AETK_COMPAT, aetk_compat
 from rhvae.testing import normwise_error
 from rhvae.tree import flatten

@@ -65,3 +65,12 @@ def test_a_bad_config_file_is_a_one_line_error(tmp_path, capsys, content, messag
     assert cli.main(["train", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rhvae: error: --config") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, flag", [(["--arch", "conv", "--hidden", "64"], "--hidden"),
+                                        (["--arch", "conv", "--metric-hidden", "32"], "--metric-hidden"),
+                                        (["--channels", "8", "16"], "--channels")])
+def test_a_width_flag_the_architecture_ignores_is_an_error(capsys, argv, flag):
+    assert cli.main(["train", "--data", "digits", *argv]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and "no effect" in err

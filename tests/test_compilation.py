@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from helpers import avals, small_model
+from rhvae.steps import make_train_step
 
 
 def _cache_sizes(model) -> dict[str, int]:
-    return {name: fn._cache_size() for name, fn in model._compiled.items()}
+    return {name: fn._cache_size() for name, fn in model.compiled_functions.items()}
 
 
 def test_training_steps_and_chunked_evaluation_compile_once(rng):
@@ -37,7 +38,8 @@ def test_the_training_step_never_materialises_a_batch_by_centroid_tensor(rng):
     x = rng.uniform(size=(batch, 6))
     state = model.init(seed=0, centroids=rng.uniform(size=(n_centroids, 6)))
     noise = model.draw_noise(batch, None, 0)
-    jaxpr = jax.make_jaxpr(model._step_fn())(state.params, state.opt_state, *model._batch_arrays(state, x, x, noise))
+    jaxpr = jax.make_jaxpr(make_train_step(model.backend, model.components, model.flow, model.optimizer))(
+        state.params, state.opt_state, *model.batch_arrays(state, x, x, noise))
     shapes = [tuple(a.shape) for a in avals(jaxpr.jaxpr) if hasattr(a, "shape")]
     assert any(s[:2] == (batch, n_centroids) for s in shapes)          # the (B, N) weights exist
     offending = [s for s in shapes

@@ -11,7 +11,7 @@ import rhvae
 from helpers import small_model
 from rhvae.interfaces import GradHBase, PositionTerms
 from rhvae.math.leapfrog import GeneralizedLeapfrog
-from rhvae.model import Noise
+from rhvae.state import Noise
 from rhvae.registry import Registry
 from rhvae.testing import check_component
 

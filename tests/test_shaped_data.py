@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rhvae
-from rhvae.model import Noise
+from rhvae.state import Noise
 from rhvae.testing import normwise_error, numpy_conv2d
 from rhvae.tree import flatten
 from rhvae_builtins.conv import ConvDecoder, conv_size
@@ -152,3 +152,33 @@ def test_figures_draw_grey_square_images_and_refuse_others():
 
     assert [square_side(np.zeros(s)) for s in ((2, 64), (2, 1, 8, 8), (2, 8, 8))] == [8, 8, 8]
     assert [square_side(np.zeros(s)) for s in ((2, 63), (2, 3, 8, 8), (2, 1, 8, 6), (2, 4, 4, 4))] == [None] * 4
+
+
+@pytest.mark.parametrize("kind, name, options", [("encoder", "conv", {"channels": (2, 4)}),
+                                                 ("metric", "conv", {"channels": (2, 4)}),
+                                                 ("decoder", "bernoulli_conv", {"channels": (4, 2)}),
+                                                 ("decoder", "gaussian_mlp", {"hidden": (5,)})])
+def test_check_component_takes_image_shaped_examples(kind, name, options):
+    from rhvae.testing import check_component
+
+    out = check_component(kind, rhvae.get_registry().create(kind, name, **options), input_shape=(1, 8, 8))
+    if kind == "decoder":  # a flat MLP decoder's outputs are reshaped as the model reshapes them
+        assert {v.shape for k, v in out["torch"].items() if k != "likelihood.log_prob"} == {(5, 1, 8, 8)}
+
+
+def test_check_component_names_a_decoder_that_misses_the_image_shape():
+    """A decoder that always draws 8×8 images fails the check for 8×9 examples, by name."""
+    from rhvae.testing import check_component
+
+    class EightByEight:
+        likelihood = Bernoulli()
+
+        def init(self, rng, latent_dim, output_dim):
+            return {"W": rng.standard_normal((latent_dim, 64))}
+
+        def __call__(self, B, params, z):
+            return (z @ params["W"],)
+
+    check_component("decoder", EightByEight(), input_shape=(1, 8, 8))
+    with pytest.raises(AssertionError, match="decoder EightByEight on torch: the call raised"):
+        check_component("decoder", EightByEight(), input_shape=(1, 8, 9))

@@ -12,7 +12,7 @@ from helpers import small_model
 from rhvae.math import elbo as elbo_math
 from rhvae.math.leapfrog import _guarded_iterations, position_step
 from rhvae.math.metric import bounded_factor, local_metric, lower_triangular
-from rhvae.model import Noise
+from rhvae.state import Noise
 
 
 def _backend(spec):

@@ -45,7 +45,7 @@ def test_held_out_negative_elbo_falls_over_5_epochs_on_the_mnist_sample(backend)
 
 def test_a_step_with_a_non_finite_loss_or_gradient_changes_nothing(backend):
     from helpers import small_model
-    from rhvae.model import Noise
+    from rhvae.state import Noise
     from rhvae.tree import flatten
 
     model = small_model(*backend, input_dim=6, latent_dim=2, hidden=5)
