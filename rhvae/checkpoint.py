@@ -251,7 +251,8 @@ def _expect_shapes(file: Path, arrays: dict[str, np.ndarray], config: RHVAEConfi
     d, example = config.latent_dim, config.input_shape
     if "metric/centroids" in arrays:
         n = arrays["metric/centroids"].shape[0] if arrays["metric/centroids"].ndim else -1
-        want = {"metric/centroids": (n, d), "metric/M": (n, d, d), "metric/M_packed": (n, d * (d + 1) // 2)}
+        want = {"metric/centroids": (n, d), "metric/M": (n, d, d), "metric/M_packed": (n, d * (d + 1) // 2),
+                "metric/log_sigma": (n, d)}
         for key, shape in want.items():
             if key in arrays and arrays[key].shape != shape:
                 raise CheckpointError(f"{file}: {key} has shape {arrays[key].shape}; the model needs {shape}")

@@ -49,12 +49,15 @@ class _DefaultsFormatter(argparse.HelpFormatter):
 
 
 _CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RHVAEConfig)}
-_NET_DEFAULTS = {"encoder": (512,), "metric": (400,)}
-"""Hidden widths of the built-in MLP encoder/decoder and metric network (their own defaults)."""
-_CONV_CHANNELS = (32, 64)
 _SAMPLER = {name: p.default for name, p in inspect.signature(_sample).parameters.items()
             if p.default is not inspect.Parameter.empty}
 """``rhvae sample``'s defaults: the library's (:func:`rhvae.generation.sample`), never restated."""
+
+
+def _network_default(kind: str, name: str, option: str):
+    """A built-in network's default ``option``, read from its registered factory (never restated)."""
+    return inspect.signature(get_registry().get(kind, name).load()).parameters[option].default
+
 
 ARCHS = ("mlp", "conv")
 """``--arch``: dense networks on rows, or the convolutional built-ins on images."""
@@ -142,15 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--arch", choices=ARCHS, default="mlp",
                        help="mlp: dense networks on flat rows; conv: convolutional encoder, metric network and "
                             "transposed-convolution decoder on square images (1, side, side)")
-    train.add_argument("--channels", type=int, nargs="+", default=list(_CONV_CHANNELS),
+    train.add_argument("--channels", type=int, nargs="+", default=None,
                        help="--arch conv: channels of the encoder's and metric network's stride-2 layers "
-                            "(the decoder's run in reverse)")
-    train.add_argument("--hidden", type=int, nargs="+", default=list(_NET_DEFAULTS["encoder"]),
-                       help="hidden widths of the encoder and the decoder")
-    train.add_argument("--metric-hidden", type=int, nargs="+", default=list(_NET_DEFAULTS["metric"]),
-                       help="hidden widths of the metric network")
-    train.add_argument("--init", choices=("fan_in", "glorot"), default="fan_in",
-                       help="initialisation of the networks (glorot: rhvae 0.1's)")
+                            "(the decoder's run in reverse; default: the built-in conv encoder's)")
+    train.add_argument("--hidden", type=int, nargs="+", default=None,
+                       help="hidden widths of the encoder and the decoder (default: the built-in MLP's)")
+    train.add_argument("--metric-hidden", type=int, nargs="+", default=None,
+                       help="hidden widths of the metric network (default: the built-in metric MLP's)")
+    train.add_argument("--init", choices=("fan_in", "glorot"), default=None,
+                       help="initialisation of the networks (glorot: rhvae 0.1's; default: the built-ins' fan_in)")
     for flag, (field, kind, text) in _HYPER_FLAGS.items():
         aliases = ("--temperature",) if field == "T" else ()
         train.add_argument(flag, *aliases, dest=field, type=kind, default=None,
@@ -203,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="samples scored by Frechet distance and precision/recall in a classifier's features "
                                "(default 500; 0 skips it; needs scikit-learn)")
     evaluate.set_defaults(run=_evaluate)
-    sample = commands.add_parser("sample", help="generate with the Riemannian sampler (or the prior)",
+    sample = commands.add_parser("sample", help="generate with the HMC sampler (or the prior)",
                                  formatter_class=_DefaultsFormatter)
     sample.add_argument("--run", dest="run_dir", default="runs/latest", help="the folder 'rhvae train' wrote")
     sample.add_argument("--checkpoint", choices=("last", "best"), default="last",
@@ -261,17 +264,19 @@ def _networks(args: argparse.Namespace) -> dict:
     """The encoder, decoder and metric network that ``--arch`` and the width flags describe."""
     reg = get_registry()
     if getattr(args, "arch", "mlp") == "conv":
-        channels = tuple(getattr(args, "channels", None) or _CONV_CHANNELS)
+        channels = tuple(getattr(args, "channels", None) or _network_default("encoder", "conv", "channels"))
         decoder = args.decoder.removesuffix("_mlp") + "_conv" if args.decoder.endswith("_mlp") else args.decoder
         return {"encoder": reg.create("encoder", "conv", channels=channels),
                 "decoder": reg.create("decoder", decoder, channels=channels[::-1]),
                 "metric": reg.create("metric", "conv", channels=channels)}
     hidden = _widths(getattr(args, "hidden", None))
     metric_hidden = _widths(getattr(args, "metric_hidden", None), hidden if isinstance(args.hidden, int) else None)
-    init = getattr(args, "init", "fan_in")
-    return {"encoder": reg.create("encoder", "mlp", hidden=hidden or _NET_DEFAULTS["encoder"], init=init),
-            "decoder": reg.create("decoder", args.decoder, hidden=hidden or _NET_DEFAULTS["encoder"], init=init),
-            "metric": reg.create("metric", "mlp", hidden=metric_hidden or _NET_DEFAULTS["metric"], init=init)}
+    init = getattr(args, "init", None) or _network_default("encoder", "mlp", "init")
+    hidden = hidden or _network_default("encoder", "mlp", "hidden")
+    return {"encoder": reg.create("encoder", "mlp", hidden=hidden, init=init),
+            "decoder": reg.create("decoder", args.decoder, hidden=hidden, init=init),
+            "metric": reg.create("metric", "mlp", hidden=metric_hidden or _network_default("metric", "mlp", "hidden"),
+                                 init=init)}
 
 
 def _build_model(args: argparse.Namespace, input_dim: int | tuple[int, ...], config: dict | None = None) -> rhvae.RHVAE:
@@ -341,7 +346,7 @@ def _figures(model, state, history, x_test, y_test, out, n_samples: int, seed: i
             riemannian = model.sample(state, n_samples, seed=seed)
             prior = model.sample_prior(state, n_samples, seed=seed)
             written.append(figures.image_grids(
-                {f"Riemannian sampler (acceptance {riemannian.acceptance:.2f})": riemannian.x,
+                {f"HMC sampler (acceptance {riemannian.acceptance:.2f})": riemannian.x,
                  "Prior N(0, I)": prior.x}, out / "samples.png"))
             written.append(figures.image_grids(
                 {"Held-out data": x_test[:32], "Reconstructions": model.reconstruct(state, x_test[:32])},
@@ -664,7 +669,10 @@ def _load_run(run: str, which: str = "last"):
     x_train, y_train, x_test, y_test = _shaped(args, datasets.load(args.data, args.n_test, args.seed))
     model = _build_model(args, _input_dim(x_train), config=checkpoint.saved_config(meta))
     # the model is rebuilt from the checkpoint's own configuration, so another version's run loads
-    return model, model.load(file, check_version=False), args, (x_train, y_train, x_test, y_test)
+    state = model.load(file, check_version=False)
+    if state.metric is not None and state.metric.log_sigma is None:  # a run of rhvae <= 0.3.0: the same
+        state = model.refresh_metric(state, x_train if state.centroid_data is None else None)  # metric, with σ
+    return model, state, args, (x_train, y_train, x_test, y_test)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -689,7 +697,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _report_quality(model, state, x_train, y_train, x_test, n: int, seed: int) -> None:
-    """Fréchet distance and precision/recall of the Riemannian sampler and of the prior against
+    """Fréchet distance and precision/recall of the HMC sampler (default target) and of the prior against
     held-out rows, in the features of a classifier trained on the training rows."""
     from rhvae.sample_quality import FeatureSpace
 
@@ -698,7 +706,7 @@ def _report_quality(model, state, x_train, y_train, x_test, n: int, seed: int) -
         return
     space = FeatureSpace(x_train, y_train, seed=seed)
     n = min(n, len(x_test))
-    drawn = {"Riemannian sampler": model.sample(state, n, seed=seed).x,
+    drawn = {"HMC sampler": model.sample(state, n, seed=seed).x,
              "prior N(0, I)": model.sample_prior(state, n, seed=seed).x,
              "reconstructions": model.reconstruct(state, x_test[n:2 * n]) if len(x_test) >= 2 * n else None}
     print(f"sample quality against {n} held-out rows, in the hidden features of an MLP classifier trained on "
@@ -741,7 +749,7 @@ def _sample(args: argparse.Namespace) -> int:
     message += ")" if args.prior else f", acceptance rate {drawn.acceptance:.3f})"
     try:
         if figures.square_side(drawn.x):
-            path = figures.image_grids({"Prior N(0, I)" if args.prior else "Riemannian sampler": drawn.x},
+            path = figures.image_grids({"Prior N(0, I)" if args.prior else f"HMC sampler ({args.target})": drawn.x},
                                        out / f"{name}_grid.png")
             message += f", {path}"
         if not args.prior and model.config.latent_dim == 2:

@@ -183,7 +183,7 @@ def sampler_trace(model: RHVAE, state: TrainState, samples, path: Path, chains: 
         note = f", R-hat {r_hat[j]:.3f}" if r_hat is not None else ""
         axj.set(ylabel=f"z{'₁₂'[j]}", title=f"coordinate {j + 1}{note}")
     axes[-1].set_xlabel("kept transition")
-    fig.suptitle(f"Riemannian sampler: step {samples.step_size:.3g}, acceptance {samples.acceptance:.2f}")
+    fig.suptitle(f"HMC sampler: step {samples.step_size:.3g}, acceptance {samples.acceptance:.2f}")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -1,4 +1,4 @@
-"""Generation: the Riemannian sampler (HMC on the learned volume element, :mod:`rhvae.math.sampler`)
+"""Generation: the HMC sampler (on the aggregate posterior or the learned volume element, :mod:`rhvae.math.sampler`)
 and the prior, decoded. Functions of a model and its state; :class:`rhvae.RHVAE` exposes each as a
 method of the same name."""
 
@@ -27,17 +27,20 @@ and step-size adaptation could settle far from its target."""
 
 
 def sample(model: RHVAE, state: TrainState, n: int, *, transitions: int = 100, warmup: int = 300,
-           eps: float = 0.05, n_lf: int = 10, target_accept: float = 0.65, target: str = "centroids",
+           eps: float = 0.05, n_lf: int = 10, target_accept: float = 0.65, target: str = "posterior",
            beta0: float = 1.0, seed: int = 0, progress: bool = True) -> Samples:
-    """``n`` draws from the Riemannian sampler: HMC on the learned volume element under the frozen metric.
+    """``n`` draws from the HMC sampler on a target built from the frozen metric state.
 
-    ``n`` chains start at centroids drawn from ``seed``. The first ``warmup`` transitions adapt
+    ``n`` chains start at centroids drawn from ``seed`` (``"posterior"``: at exact draws of the
+    target, ``c_i + σ_i ⊙ ξ``). The first ``warmup`` transitions adapt
     the step size, shared by the chains, from ``eps`` toward the acceptance rate
     ``target_accept`` (dual averaging on the chains' mean acceptance probability), then freeze
     it; the next ``transitions`` are kept, and the final points are decoded (``warmup=0``: a
     fixed ``eps`` throughout). Each transition jitters the step by ±20 % (uniform, per chain).
-    ``target``: ``"centroids"``, ``π ∝ √det(G⁻¹ - λI)`` (proper: it vanishes away from the data),
-    or ``"volume"``, ``π ∝ √det G⁻¹`` (pythae's; improper, with a ``λ^{d/2}`` plateau).
+    ``target``: ``"posterior"``, the aggregate posterior ``(1/N) Σ_i N(c_i, diag σ_i²)`` of the
+    centroid data (proper; the best samples measured), ``"centroids"``, ``π ∝ √det(G⁻¹ - λI)``
+    (the learned volume element, proper: it vanishes away from the data), or ``"volume"``,
+    ``π ∝ √det G⁻¹`` (pythae's; improper, with a ``λ^{d/2}`` plateau).
     ``beta0 < 1`` tempers each trajectory, heating it to inverse temperature ``beta0`` at its
     middle (exact: the Metropolis step still applies). See :mod:`rhvae.math.sampler`.
     """
@@ -59,9 +62,16 @@ def sample(model: RHVAE, state: TrainState, n: int, *, transitions: int = 100, w
     make_target = sampler_math.TARGETS[target]
     fn = model.compile_once(f"hmc:{target}:{n_lf}:{beta0!r}", lambda: lambda m, z, p, lu, e: sampler_math.hmc_transition(
         B, make_target(m, spec), z, p, lu, e, n_lf, beta0))
+    if target == "posterior" and metric.log_sigma is None:
+        raise InputError("target='posterior' needs the encoder's scales in the frozen metric, which this state "
+                         "(a checkpoint of rhvae 0.3.0 or older) lacks: call refresh_metric(state, x) first")
     rng = np.random.default_rng((validation.check_seed("seed", seed), seeds.SAMPLING))
     centroids = B.to_numpy(metric.centroids)
-    z = model.to_backend(centroids[rng.integers(centroids.shape[0], size=n)])
+    start = rng.integers(centroids.shape[0], size=n)
+    z = centroids[start]
+    if target == "posterior":  # an exact draw of the target: the chains start in equilibrium
+        z = z + np.exp(B.to_numpy(metric.log_sigma)[start]) * rng.standard_normal((n, d))
+    z = model.to_backend(z)
     adapt = sampler_math.DualAveraging(eps, target_accept)
     step, accepted, trace = adapt.step, np.zeros(n), np.empty((transitions, n, d))
     for t in tqdm(range(warmup + transitions), desc="sampling", disable=not progress, leave=False):

@@ -16,7 +16,7 @@ from rhvae.math.metric import MetricState
 class Samples(NamedTuple):
     """Generated data ``x (n, *output_shape)`` (the decoder's mean), their latent points ``z (n, d)``
     and the sampler's acceptance rate over all chains and kept transitions (``nan`` for the
-    prior). From the Riemannian sampler also: ``acceptance_per_chain (n,)``, the frozen
+    prior). From the HMC sampler also: ``acceptance_per_chain (n,)``, the frozen
     ``step_size``, the ``trace (transitions, n, d)`` of kept points, and
     ``diagnostics`` (:func:`rhvae.diagnostics.chain_diagnostics`: ESS and R-hat per
     coordinate; ``None`` without ArviZ)."""

@@ -57,10 +57,12 @@ def make_elbo_terms(B: Backend, parts: elbo_math.Components, flow: elbo_math.Flo
 
 
 def make_metric_from_data(B: Backend, parts: elbo_math.Components, M_max: float | None) -> Callable:
-    """``metric(params, x) -> (c, M, M_packed)``: the frozen metric's arrays from the rows ``x``,
-    detached from the parameters."""
+    """``metric(params, x) -> (c, M, M_packed, log_sigma)``: the frozen metric's arrays from the rows
+    ``x``, with the encoder's ``log σ(x_i)``, detached from the parameters."""
 
     def metric(params, x):
-        return tuple(B.stop_gradient(a) for a in elbo_math.metric_from_data(B, parts, params, x, M_max=M_max))
+        mu, log_sigma = parts.encoder(B, params["encoder"], x)
+        state = elbo_math.metric_from_data(B, parts, params, x, mu=mu, M_max=M_max)._replace(log_sigma=log_sigma)
+        return tuple(B.stop_gradient(a) for a in state)
 
     return metric

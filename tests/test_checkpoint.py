@@ -243,3 +243,20 @@ def test_a_checkpoint_whose_recipe_no_longer_builds_names_the_field(tmp_path, rn
     _rewrite(path, meta=bad_recipe)
     with pytest.raises(CheckpointError, match="field 'recipes.encoder' does not build a encoder"):
         rhvae.load(path)
+
+
+def test_the_frozen_metric_keeps_the_encoder_scales_and_older_files_load_without_them(tmp_path, rng):
+    """``metric/log_sigma`` round-trips; a file without it (rhvae 0.3.0) loads with ``None``."""
+    import zipfile
+
+    model = small_model("torch", dtype="float64")
+    x = rng.uniform(size=(12, 10))
+    state = model.refresh_metric(model.init(seed=0), x)
+    path = model.save(state, tmp_path / "run")
+    again = model.load(path)
+    np.testing.assert_array_equal(model.backend.to_numpy(again.metric.log_sigma),
+                                  model.backend.to_numpy(state.metric.log_sigma))
+    old = model.save(state.replace(metric=state.metric._replace(log_sigma=None)), tmp_path / "old")
+    with zipfile.ZipFile(old) as archive:
+        assert "metric/log_sigma.npy" not in archive.namelist()
+    assert model.load(old).metric.log_sigma is None

@@ -43,7 +43,7 @@ def test_evaluate_reports_the_training_runs_held_out_elbo(run_dir, capsys):
     nll = float(out.split("held-out NLL ")[1].split()[0])
     assert nll <= -elbo + 1e-6            # log-mean-exp of the weights >= their mean
     assert "sample quality against 300 held-out rows" in out
-    for name in ("Riemannian sampler", "prior N(0, I)"):
+    for name in ("HMC sampler", "prior N(0, I)"):
         line = [ln for ln in out.splitlines() if ln.strip().startswith(name)][0]
         assert float(line.split("Frechet distance")[1].split()[0]) > 0
 

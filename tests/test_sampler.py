@@ -1,4 +1,4 @@
-"""The Riemannian sampler: its gradient, a closed-form target, backend parity, the model API."""
+"""The HMC sampler: its targets' gradients, a closed-form target, backend parity, the model API."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from scipy import stats
 import rhvae
 from helpers import small_model
 from rhvae.math import sampler
-from rhvae.math.metric import MetricSpec, metric_state
+from rhvae.math.metric import MetricSpec, MetricState, metric_state
 from rhvae.testing import normwise_error
 
 
@@ -136,7 +136,8 @@ def test_the_tempered_sampler_keeps_the_gaussian_target():
         B, B.asarray(c[None], "float64"), B.asarray(np.sqrt(3.0) * np.eye(d)[None], "float64")))
     # n_lf=10: with 8 steps of 0.25 a tempered trajectory nearly returns to its start in this
     # well (exact still, but slow to mix from the centroid)
-    draws = model.sample(state, 2000, transitions=60, warmup=0, eps=0.25, n_lf=10, beta0=0.3, seed=12, progress=False)
+    draws = model.sample(state, 2000, transitions=60, warmup=0, eps=0.25, n_lf=10, beta0=0.3, seed=12,
+                         target="centroids", progress=False)
     sd = T / np.sqrt(d)
     for j in range(d):
         assert stats.kstest(draws.z[:, j], "norm", args=(c[j], sd)).pvalue > 1e-3
@@ -175,8 +176,8 @@ def test_the_centroid_target_vanishes_far_from_the_data_where_the_volume_target_
     c = np.array([[-1.0, 0.0], [1.0, 0.0]])
     state = metric_state(B, B.asarray(c, "float64"), B.asarray(np.stack([np.eye(2)] * 2), "float64"))
     far = {}
-    for name, make in sampler.TARGETS.items():
-        target, rng = make(state, MetricSpec(0.5, 0.05)), np.random.default_rng(0)
+    for name in ("centroids", "volume"):
+        target, rng = sampler.TARGETS[name](state, MetricSpec(0.5, 0.05)), np.random.default_rng(0)
         z = B.asarray(np.tile(c[:1], (400, 1)), "float64")
         for _ in range(150):
             z, _, _ = sampler.hmc_transition(B, target, z, B.asarray(rng.standard_normal((400, 2)), "float64"),
@@ -207,7 +208,7 @@ def test_warm_up_reaches_the_target_acceptance_on_a_gaussian(target_accept):
     state = model.init(seed=0).replace(metric=metric_state(
         B, B.asarray(c[None], "float64"), B.asarray(np.sqrt(3.0) * np.eye(d)[None], "float64")))
     draws = model.sample(state, 500, transitions=100, warmup=300, target_accept=target_accept, n_lf=5, seed=3,
-                         progress=False)
+                         target="centroids", progress=False)
     assert abs(draws.acceptance - target_accept) < 0.07, (draws.acceptance, draws.step_size)
     assert draws.acceptance_per_chain.shape == (500,) and draws.trace.shape == (100, 500, d)
     sd = T / np.sqrt(d)
@@ -248,3 +249,59 @@ def test_diagnostics_agree_with_the_effective_sample_size_of_an_ar1_chain():
     assert abs(result["r_hat"][0] - 1.0) < 0.01
     stuck = np.concatenate([y[:, :4], y[:, 4:] + 3.0], axis=1)  # half the chains in another mode
     assert chain_diagnostics(stuck)["r_hat"][0] > 1.5
+
+
+# ---------------------------------------------------------------- the aggregate-posterior target
+
+
+def _posterior_target(B, rng, n=5, d=3):
+    state = MetricState(B.asarray(rng.normal(size=(n, d)) * 2.0, "float64"), B.asarray(np.zeros((n, d, d)), "float64"),
+                        log_sigma=B.asarray(rng.normal(size=(n, d)) * 0.3 - 0.5, "float64"))
+    return sampler.PosteriorTarget(state, MetricSpec(0.8, 0.01))
+
+
+def test_the_posterior_target_is_the_mixture_of_the_encoder_gaussians(backend, rng):
+    """``log π`` equals scipy's mixture density and ``∇ log π`` autodiff's, far from the modes too."""
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
+
+    B = rhvae.get_registry().create("backend", backend[0], device=backend[1])
+    target = _posterior_target(B, rng)
+    z = B.asarray(rng.normal(size=(7, 3)) * 4.0, "float64")
+    log_p, grad = target(B, z)
+    c, sigma = B.to_numpy(target.state.centroids), np.exp(B.to_numpy(target.state.log_sigma))
+    zn = B.to_numpy(z)
+    direct = logsumexp([multivariate_normal(c[i], np.diag(sigma[i] ** 2)).logpdf(zn) for i in range(len(c))],
+                       axis=0) - np.log(len(c))
+    np.testing.assert_allclose(B.to_numpy(log_p), direct, rtol=1e-12)
+    expected = B.grad(lambda zz: B.xp.sum(target(B, zz)[0]))(z)
+    assert normwise_error(B.to_numpy(grad), B.to_numpy(expected)) < 1e-10
+
+
+def test_the_default_sampler_draws_the_aggregate_posterior(rng):
+    """Two encoded points with known ``μ, σ``: the draws follow the two-Gaussian mixture (KS test
+    of each coordinate against the mixture's CDF), from a start in equilibrium and after it."""
+    d = 2
+    model = small_model("jax", latent_dim=d, dtype="float64")
+    B = model.backend
+    c, sigma = np.array([[-1.5, 0.0], [1.5, 0.5]]), np.array([[0.3, 0.6], [0.5, 0.2]])
+    state = model.init(seed=0).replace(metric=MetricState(
+        B.asarray(c, "float64"), B.asarray(np.zeros((2, d, d)), "float64"),
+        log_sigma=B.asarray(np.log(sigma), "float64")))
+    draws = model.sample(state, 1000, transitions=40, warmup=100, seed=2, progress=False)
+    for j in range(d):
+        cdf = lambda v, j=j: 0.5 * sum(stats.norm.cdf(v, c[i, j], sigma[i, j]) for i in range(2))  # noqa: E731
+        assert stats.kstest(draws.z[:, j], cdf).pvalue > 1e-3
+    assert 0.5 < draws.acceptance < 0.8
+
+
+def test_the_posterior_target_needs_the_encoder_scales(rng):
+    model = small_model("torch", latent_dim=2, dtype="float64")
+    x = rng.uniform(size=(20, 10))
+    state = model.refresh_metric(model.init(seed=0), x)
+    assert state.metric.log_sigma.shape == (20, 2)
+    np.testing.assert_allclose(model.backend.to_numpy(state.metric.log_sigma), model.encode(state, x)[1])
+    old = state.replace(metric=state.metric._replace(log_sigma=None))  # as a checkpoint of rhvae <= 0.3.0
+    with pytest.raises(ValueError, match="refresh_metric"):
+        model.sample(old, 3, progress=False)
+    assert model.sample(old, 3, target="centroids", transitions=2, warmup=2, progress=False).z.shape == (3, 2)

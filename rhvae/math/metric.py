@@ -40,12 +40,15 @@ class MetricState(NamedTuple):
 
     ``M_packed (N, d(d+1)/2)``: the upper triangles of the ``M_i`` (:func:`pack_symmetric`),
     the operand of every contraction over centroids; :func:`metric_state` fills it once, and
-    :func:`packed_matrices` packs on the fly when it is ``None``.
+    :func:`packed_matrices` packs on the fly when it is ``None``. ``log_sigma (N, d)``: the
+    encoder's ``log σ(x_i)`` beside ``c_i = μ(x_i)``, which a frozen metric keeps for the
+    sampler's ``"posterior"`` target (``None`` inside a training step, which does not need it).
     """
 
     centroids: Array
     M: Array
     M_packed: Array | None = None
+    log_sigma: Array | None = None
 
 
 class LocalMetric(NamedTuple):

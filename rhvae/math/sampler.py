@@ -1,13 +1,13 @@
-"""The Riemannian sampler: Hamiltonian Monte Carlo on the learned metric's volume element.
+"""The sampler: Hamiltonian Monte Carlo on the aggregate posterior or the learned metric's volume element.
 
-Two targets (``target=`` of :meth:`rhvae.RHVAE.sample`), with ``A(z) = a Σ_i M_i w_i(z)``,
+Three targets (``target=`` of :meth:`rhvae.RHVAE.sample`), with ``A(z) = a Σ_i M_i w_i(z)``,
 ``G⁻¹ = A + λI`` and ``w_i = exp(-‖z - c_i‖²/T²)``:
 
 - ``"volume"``, ``π(z) ∝ √det G⁻¹(z)`` (Chadebec & Allassonnière's data-augmentation sampler;
   pythae's ``RHVAESampler``). Far from every centroid ``G⁻¹ → λI``: the density tends to the
   constant ``λ^{d/2}`` and the target is improper; a chain that leaves the data drifts freely.
   With ``s_i = tr(G M_i) w_i``, ``∇ log π = -(a/T²) [z Σ_i s_i - Σ_i s_i c_i]``.
-- ``"centroids"`` (the default), ``π(z) ∝ √det A(z)``: the same volume element without the
+- ``"centroids"``, ``π(z) ∝ √det A(z)``: the same volume element without the
   regulariser ``λI``, which is there to keep ``G`` finite, not to describe the data. It is
   proper: ``det A ≤ (tr A / d)^d`` and ``(Σ_i x_i)^p ≤ N^{p-1} Σ_i x_i^p`` for ``p = d/2 ≥ 1``
   (``√`` of a sum below the sum of ``√`` for ``d = 1``) bound it by a sum of Gaussians in ``z``.
@@ -16,6 +16,17 @@ Two targets (``target=`` of :meth:`rhvae.RHVAE.sample`), with ``A(z) = a Σ_i M_
   ``m = max_i log w_i``, ``Ã = Σ_i M_i e^{log w_i - m}`` (``⪰ M_nearest``: never singular, never
   underflowing), ``log π = ½ (d m + log det Ã) + const`` and, with ``s̃_i = tr(Ã⁻¹ M_i) e^{log w_i - m}``,
   ``∇ log π = -(1/T²) [z Σ_i s̃_i - Σ_i s̃_i c_i]``.
+
+- ``"posterior"`` (the default), ``π(z) = (1/N) Σ_i N(z; c_i, diag σ_i²)``: the aggregate
+  posterior of the centroid data, ``c_i = μ(x_i)`` and ``σ_i = σ(x_i)`` from the encoder: where
+  the decoder was trained to decode. Proper and data-concentrated by construction. The
+  geometric targets above concentrate on the few centroids whose ``M_i`` is largest (a trained
+  model's ``M_i`` span many orders of magnitude), which decode to atypical images
+  (``docs/index.md``, "What the sampler buys"). With ``s_i = σ_i⁻²`` and responsibilities
+  ``r_i(z) ∝ N(z; c_i, diag σ_i²)``: ``log π = logsumexp_i(-½ Σ_k s_ik (z_k - c_ik)² - Σ_k log σ_ik)
+  - log N - (d/2) log 2π`` and ``∇ log π = Σ_i r_i s_i ⊙ (c_i - z)``, each an ``O(B N d)`` matrix
+  product. Its chains start at exact draws ``c_i + σ_i ⊙ ξ``: they are in equilibrium from the
+  first transition, which the diagnostics then confirm.
 
 One transition is ``n_lf`` Euclidean leapfrog steps of size ``ε`` on ``U = -log π`` with unit
 momentum, then a Metropolis correction ``accept ⟺ log u < H(z, p) - H(z', p')``, per chain: the
@@ -72,7 +83,32 @@ class CentroidTarget(NamedTuple):
         return log_centroid_volume_and_grad(B, self, z)
 
 
-TARGETS = {"centroids": CentroidTarget, "volume": VolumeTarget}
+class PosteriorTarget(NamedTuple):
+    """``π(z) = (1/N) Σ_i N(z; c_i, diag σ_i²)``, the aggregate posterior of the centroid data (proper)."""
+
+    state: MetricState
+    spec: MetricSpec
+
+    def __call__(self, B: Backend, z: Array) -> tuple[Array, Array]:
+        return log_posterior_and_grad(B, self, z)
+
+
+TARGETS = {"posterior": PosteriorTarget, "centroids": CentroidTarget, "volume": VolumeTarget}
+
+
+def log_posterior_and_grad(B: Backend, target: PosteriorTarget, z: Array) -> tuple[Array, Array]:
+    """``(log π(z), ∇ log π(z))`` of the aggregate posterior, ``(B,)`` and ``(B, d)``, from
+    ``Σ_k s_ik (z_k - c_ik)² = z² · s_i - 2 z · (s_i c_i) + s_i · c_i²`` as matrix products
+    (memory ``O(B N)``)."""
+    xp, c, log_sigma = B.xp, target.state.centroids, target.state.log_sigma
+    s = xp.exp(-2.0 * log_sigma)                                            # (N, d)
+    sc = s * c
+    quad = xp.matmul(z * z, s.T) - 2.0 * xp.matmul(z, sc.T) + xp.sum(sc * c, axis=-1)
+    log_comp = -0.5 * quad - xp.sum(log_sigma, axis=-1)                     # (B, N)
+    d, n = z.shape[-1], c.shape[0]
+    log_pi = B.logsumexp(log_comp, axis=-1) - math.log(n) - 0.5 * d * math.log(2.0 * math.pi)
+    r = xp.exp(log_comp - B.logsumexp(log_comp, axis=-1)[:, None])          # responsibilities
+    return log_pi, xp.matmul(r, sc) - z * xp.matmul(r, s)
 
 
 def log_volume_and_grad(B: Backend, target: VolumeTarget, z: Array) -> tuple[Array, Array]:
