@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rhvae.errors import RhvaeError
+from rhvae.generation import log_target
 
 if TYPE_CHECKING:
     from rhvae.model import RHVAE
@@ -151,8 +152,8 @@ def geodesic_strips(paths: list, path: Path) -> Path:
 
 
 def sampler_trace(model: RHVAE, state: TrainState, samples, path: Path, chains: int = 8, grid: int = 120) -> Path:
-    """The kept trajectories of ``chains`` sampler chains over the heat map of ``log √det G⁻¹(z)``
-    (left; start and end marked), and each latent coordinate against the transition for the same
+    """The kept trajectories of ``chains`` sampler chains over the heat map of the log density
+    they sampled (``samples.target``; left, start and end marked), and each latent coordinate against the transition for the same
     chains (right, with the per-coordinate R-hat when ArviZ gave it). Latent dimension 2 only."""
     if model.config.latent_dim != 2:
         raise RhvaeError(f"the sampler trace map needs latent_dim 2; this model has {model.config.latent_dim}")
@@ -164,12 +165,14 @@ def sampler_trace(model: RHVAE, state: TrainState, samples, path: Path, chains: 
     lo, hi = points.min(axis=0) - 1.0, points.max(axis=0) + 1.0
     u, v = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
     cells = np.stack([u.ravel(), v.ravel()], axis=1)
-    volume = np.concatenate([-0.5 * model.log_det_metric(state, c) for c in np.array_split(cells, 8)])
+    target = samples.target or "volume"
+    density = np.concatenate([log_target(model, state, c, target) for c in np.array_split(cells, 8)])
     fig = plt.figure(figsize=(12, 5.2), constrained_layout=True)
     left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1])
     ax = left.subplots()
-    mesh = ax.pcolormesh(u, v, volume.reshape(grid, grid), cmap="viridis", shading="auto")
-    left.colorbar(mesh, ax=ax, label="log √det G⁻¹(z)", location="bottom", shrink=0.8)
+    floor = max(float(density.min()), float(density.max()) - 12.0)  # the top 12 nats: where the mass is
+    mesh = ax.pcolormesh(u, v, density.reshape(grid, grid), cmap="viridis", shading="auto", vmin=floor)
+    left.colorbar(mesh, ax=ax, label=f"log π(z), target {target!r} (+ const)", location="bottom", shrink=0.8)
     for k in range(trace.shape[1]):
         ax.plot(trace[:, k, 0], trace[:, k, 1], lw=0.7, color=f"C{k % 10}", alpha=0.9)
         ax.plot(*trace[0, k], "o", color=f"C{k % 10}", ms=4)

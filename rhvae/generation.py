@@ -87,7 +87,16 @@ def sample(model: RHVAE, state: TrainState, n: int, *, transitions: int = 100, w
     z_np = trace[-1]
     per_chain = accepted / transitions
     return Samples(model.decode(state, z_np), z_np, float(per_chain.mean()), per_chain, float(step),
-                   trace, chain_diagnostics(trace))
+                   trace, chain_diagnostics(trace), target)
+
+
+def log_target(model: RHVAE, state: TrainState, z: np.ndarray, target: str = "posterior") -> np.ndarray:
+    """``log π(z)`` of the sampler's ``target`` under the frozen metric, up to a constant; ``(B,)``."""
+    if target not in sampler_math.TARGETS:
+        raise InputError(f"target must be one of {tuple(sampler_math.TARGETS)}; got {target!r}")
+    B, make = model.backend, sampler_math.TARGETS[target]
+    fn = model.compile_once(f"log_target:{target}", lambda: lambda m, zb: make(m, model.metric_spec)(B, zb)[0])
+    return B.to_numpy(fn(model.frozen_metric(state), model.to_backend(model.latent_points(z))))
 
 
 def sample_prior(model: RHVAE, state: TrainState, n: int, *, seed: int = 0) -> Samples:

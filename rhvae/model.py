@@ -370,6 +370,7 @@ class RHVAE:
     nll = evaluation.nll
     sample = generation.sample
     sample_prior = generation.sample_prior
+    log_target = generation.log_target
     G_inv = geometry.G_inv
     metric_tensor = geometry.metric_tensor
     log_det_metric = geometry.log_det_metric

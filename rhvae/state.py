@@ -19,7 +19,7 @@ class Samples(NamedTuple):
     prior). From the HMC sampler also: ``acceptance_per_chain (n,)``, the frozen
     ``step_size``, the ``trace (transitions, n, d)`` of kept points, and
     ``diagnostics`` (:func:`rhvae.diagnostics.chain_diagnostics`: ESS and R-hat per
-    coordinate; ``None`` without ArviZ)."""
+    coordinate; ``None`` without ArviZ) and the name of the ``target`` sampled."""
 
     x: np.ndarray
     z: np.ndarray
@@ -28,6 +28,7 @@ class Samples(NamedTuple):
     step_size: float | None = None
     trace: np.ndarray | None = None
     diagnostics: dict | None = None
+    target: str | None = None
 
 
 class Geodesic(NamedTuple):

@@ -305,3 +305,20 @@ def test_the_posterior_target_needs_the_encoder_scales(rng):
     with pytest.raises(ValueError, match="refresh_metric"):
         model.sample(old, 3, progress=False)
     assert model.sample(old, 3, target="centroids", transitions=2, warmup=2, progress=False).z.shape == (3, 2)
+
+
+def test_log_target_is_the_density_each_target_samples(rng):
+    """``model.log_target``: ``-½ log det G`` for the volume target, the mixture for the posterior."""
+    from scipy.special import logsumexp
+
+    model = small_model("torch", latent_dim=2, dtype="float64")
+    x = rng.uniform(size=(15, 10))
+    state = model.refresh_metric(model.init(seed=0), x)
+    z = rng.normal(size=(6, 2))
+    np.testing.assert_allclose(model.log_target(state, z, "volume"), -0.5 * model.log_det_metric(state, z), rtol=1e-12)
+    mu, log_sigma = model.encode(state, x)
+    comp = -0.5 * (((z[:, None] - mu[None]) / np.exp(log_sigma[None])) ** 2).sum(-1) - log_sigma.sum(-1)
+    expected = logsumexp(comp, axis=1) - np.log(len(x)) - np.log(2 * np.pi)
+    np.testing.assert_allclose(model.log_target(state, z), expected, rtol=1e-10)
+    samples = model.sample(state, 4, transitions=2, warmup=2, progress=False)
+    assert samples.target == "posterior"
