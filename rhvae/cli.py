@@ -670,8 +670,10 @@ def _load_run(run: str, which: str = "last"):
     model = _build_model(args, _input_dim(x_train), config=checkpoint.saved_config(meta))
     # the model is rebuilt from the checkpoint's own configuration, so another version's run loads
     state = model.load(file, check_version=False)
-    if state.metric is not None and state.metric.log_sigma is None:  # a run of rhvae <= 0.3.0: the same
-        state = model.refresh_metric(state, x_train if state.centroid_data is None else None)  # metric, with σ
+    if state.metric is not None and state.metric.log_sigma is None:  # written before σ was kept: add it
+        rows = x_train if state.centroid_data is None else model.backend.to_numpy(state.centroid_data)
+        log_sigma = model.to_backend(model.encode(state, rows)[1])  # the rows the centroids were encoded from
+        state = state.replace(metric=state.metric._replace(log_sigma=log_sigma))
     return model, state, args, (x_train, y_train, x_test, y_test)
 
 
@@ -825,7 +827,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         train.set_defaults(**_read_config(args.config, train))
         args = parser.parse_args(argv)
     if getattr(args, "run", None) is _train and not getattr(args, "resume", None):
-        _check_arch_flags(args, parser.train_parser)
+        _check_arch_flags(args, build_parser().train_parser)  # a fresh parser: defaults before any --config
     return args
 
 

@@ -62,9 +62,7 @@ def sample(model: RHVAE, state: TrainState, n: int, *, transitions: int = 100, w
     make_target = sampler_math.TARGETS[target]
     fn = model.compile_once(f"hmc:{target}:{n_lf}:{beta0!r}", lambda: lambda m, z, p, lu, e: sampler_math.hmc_transition(
         B, make_target(m, spec), z, p, lu, e, n_lf, beta0))
-    if target == "posterior" and metric.log_sigma is None:
-        raise InputError("target='posterior' needs the encoder's scales in the frozen metric, which this state "
-                         "(a checkpoint of rhvae 0.3.0 or older) lacks: call refresh_metric(state, x) first")
+    _check_scales(metric, target)
     rng = np.random.default_rng((validation.check_seed("seed", seed), seeds.SAMPLING))
     centroids = B.to_numpy(metric.centroids)
     start = rng.integers(centroids.shape[0], size=n)
@@ -94,6 +92,7 @@ def log_target(model: RHVAE, state: TrainState, z: np.ndarray, target: str = "po
     """``log π(z)`` of the sampler's ``target`` under the frozen metric, up to a constant; ``(B,)``."""
     if target not in sampler_math.TARGETS:
         raise InputError(f"target must be one of {tuple(sampler_math.TARGETS)}; got {target!r}")
+    _check_scales(model.frozen_metric(state), target)
     B, make = model.backend, sampler_math.TARGETS[target]
     fn = model.compile_once(f"log_target:{target}", lambda: lambda m, zb: make(m, model.metric_spec)(B, zb)[0])
     return B.to_numpy(fn(model.frozen_metric(state), model.to_backend(model.latent_points(z))))
@@ -105,3 +104,9 @@ def sample_prior(model: RHVAE, state: TrainState, n: int, *, seed: int = 0) -> S
     rng = np.random.default_rng((validation.check_seed("seed", seed), seeds.SAMPLING))
     z = rng.standard_normal((n, model.config.latent_dim))
     return Samples(model.decode(state, z), z, float("nan"))
+
+
+def _check_scales(metric, target: str) -> None:
+    if target == "posterior" and metric.log_sigma is None:
+        raise InputError("target='posterior' needs the encoder's scales in the frozen metric, which this state "
+                         "(from a checkpoint written before they were kept) lacks: call refresh_metric(state, x) first")

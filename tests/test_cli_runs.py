@@ -120,13 +120,26 @@ def test_divergence_writes_the_last_finite_state_and_the_metrics(tmp_path, monke
     assert history["diverged"] == {"epoch": 2, "step": 20, "loss": "nan"} and history["loss"][-2:] == [1.0, 2.0]
 
 
-def test_sampling_twice_keeps_both_sample_files(tmp_path, capsys):
+def test_sampling_twice_keeps_both_sample_files_and_older_runs_sample_with_their_own_metric(tmp_path, capsys):
+    """Two ``rhvae sample`` calls keep both files. A checkpoint written before ``metric/log_sigma``
+    existed samples too: the scales come from the run's own rows, the saved centroids and ``M``
+    stay as they were."""
     out = tmp_path / "run"
     assert _train("--epochs", "1", "--out", str(out)) == 0
     for _ in range(2):
         assert cli.main(["sample", "--run", str(out), "--n", "3", "--transitions", "2"]) == 0
     assert (out / "samples.npz").is_file() and (out / "samples-2.npz").is_file()
     assert "samples-2.npz" in capsys.readouterr().out
+
+    model, state = rhvae.load(out / "last.npz")
+    meta = read_metadata(out / "last.npz")
+    model.save(state.replace(metric=state.metric._replace(log_sigma=None)), out / "last", meta["metadata"])
+    loaded, state_again, _, _ = cli._load_run(str(out))
+    B = loaded.backend
+    for field in ("centroids", "M"):
+        assert np.array_equal(B.to_numpy(getattr(state_again.metric, field)), B.to_numpy(getattr(state.metric, field)))
+    np.testing.assert_allclose(B.to_numpy(state_again.metric.log_sigma), B.to_numpy(state.metric.log_sigma), rtol=1e-6)
+    assert cli.main(["sample", "--run", str(out), "--n", "3", "--transitions", "2"]) == 0
 
 
 def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_resume(tmp_path, monkeypatch, capsys):
@@ -137,3 +150,4 @@ def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_resume(tmp_path, mon
     assert _train("--epochs", "2", "--out", str(tmp_path / "run")) == 130
     assert "no epoch was completed, so there is nothing to resume" in capsys.readouterr().err
     assert not (tmp_path / "run" / "last.npz").exists() and (tmp_path / "run" / "interrupted.npz").exists()
+

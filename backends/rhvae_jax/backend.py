@@ -34,9 +34,9 @@ def _patch_conv(x: jax.Array, w: jax.Array, stride: int, padding: int) -> jax.Ar
     input stacked into patches ``(B, C, k², H', W')`` and contracted with ``w`` in one ``einsum``.
 
     XLA's CPU convolution takes a slow generic path for strided, dilated and many-channel
-    convolutions (and their gradients, which are dilated): measured 30–50× slower than this at 256
+    convolutions (and their gradients, which are dilated): measured 16–55× slower than this at 256
     to 1024 channels (``docs/performance.md``). Slices, pads and matrix products are all this needs,
-    forward and backward.
+    forward and backward. Used on CPU only; other platforms keep XLA's convolution (cuDNN).
     """
     b, c, h, wd = x.shape
     out_ch, k = w.shape[0], w.shape[-1]
@@ -45,8 +45,15 @@ def _patch_conv(x: jax.Array, w: jax.Array, stride: int, padding: int) -> jax.Ar
     patches = jnp.stack([jax.lax.slice(xp, (0, 0, i, j), (b, c, i + stride * (ho - 1) + 1, j + stride * (wo - 1) + 1),
                                        (1, 1, stride, stride)) for i in range(k) for j in range(k)], axis=2)
     return jnp.einsum("bcnhw,ocn->bohw", patches, w.reshape(out_ch, c, k * k))
+
+
+_NCHW = ("NCHW", "OIHW", "NCHW")
 """Images channels first, kernels ``(out, in, kh, kw)``: torch's layout, so both backends share
 one checkpoint layout and one data convention."""
+
+
+def _xla_conv(x: jax.Array, w: jax.Array, stride: int, padding: int) -> jax.Array:
+    return jax.lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2, dimension_numbers=_NCHW)
 
 
 class JaxBackend(BackendBase):
@@ -65,6 +72,7 @@ class JaxBackend(BackendBase):
             raise InputError(f"device {device!r} requested but jax has none: {exc}") from None
         self.compile = compile
         self.version = jax.__version__
+        self._conv = _patch_conv if self.device.platform == "cpu" else _xla_conv
 
     def __repr__(self) -> str:
         return f"JaxBackend(device={str(self.device)!r})"
@@ -129,18 +137,18 @@ class JaxBackend(BackendBase):
         return linalg.inverse_cholesky_accelerator(a)
 
     def conv2d(self, x: jax.Array, w: jax.Array, stride: int = 1, padding: int = 0) -> jax.Array:
-        """torch's ``conv2d`` as one matrix product over strided patches (:func:`_patch_conv`)."""
-        return _patch_conv(x, w, stride, padding)
+        """torch's ``conv2d``: on CPU one matrix product over strided patches (:func:`_patch_conv`)."""
+        return self._conv(x, w, stride, padding)
 
     def conv_transpose2d(self, x: jax.Array, w: jax.Array, stride: int = 1, padding: int = 0,
                          output_padding: int | tuple[int, int] = 0) -> jax.Array:
         """torch's ``conv_transpose2d``: the adjoint of ``conv2d(·, w, stride, padding)`` on inputs of
         side ``(n - 1)·stride - 2·padding + k + output_padding``, applied to ``x`` (a ``jax.vjp``
-        of :func:`_patch_conv`: padding with holes and matrix products, no dilated convolution)."""
+        of ``conv2d``; on CPU padding with holes and matrix products, no dilated convolution)."""
         extra = (output_padding, output_padding) if isinstance(output_padding, int) else output_padding
         k = w.shape[-1]
         side = [(n - 1) * stride - 2 * padding + k + e for n, e in zip(x.shape[2:], extra)]
-        _, adjoint = jax.vjp(lambda u: _patch_conv(u, w, stride, padding),
+        _, adjoint = jax.vjp(lambda u: self._conv(u, w, stride, padding),
                              jnp.zeros((x.shape[0], w.shape[1], *side), x.dtype))
         return adjoint(x)[0]
 
