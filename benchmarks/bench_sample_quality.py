@@ -13,10 +13,10 @@ Fréchet distance of 500 draws moves by 1 to 2 between seeds), the others with o
 
 Target: rhvae's default sampler has a Fréchet distance below the prior's, and no worse than
 pythae's sampler's, on the mean over seeds, within 2 standard errors of the difference (the
-criterion of ``bench_quality``). Measured on torch (seeds 1, 2, 3): rhvae 73.0, 73.9, 73.0;
+criterion of ``bench_quality``). Measured on torch (seeds 1, 2, 3): rhvae 73.5, 74.1, 74.1;
 pythae 70.3, 72.4, 74.0; single seed: ``"centroids"`` 131, ``"volume"`` 90, prior 99,
-reconstructions 75 (``docs/index.md``, "What the sampler buys"): met (73.3 against 72.2, with 2
-standard errors of the difference 2.2). JAX, rhvae seeds 1, 2, 3: 73.1, 73.7, 72.6; prior 98.6.
+reconstructions 75 (``docs/index.md``, "What the sampler buys"): met (73.9 against 72.2, with 2
+standard errors of the difference 2.2). JAX, rhvae seeds 1, 2, 3: 74.0, 73.4, 72.6; prior 98.6.
 """
 
 from __future__ import annotations
