@@ -55,14 +55,11 @@ def sample(model: RHVAE, state: TrainState, n: int, *, transitions: int = 100, w
         raise InputError(f"beta0 must lie in (0, 1]; got {beta0!r}")
     if target_accept >= 1:
         raise InputError(f"target_accept must lie in (0, 1); got {target_accept!r}")
-    if target not in sampler_math.TARGETS:
-        raise InputError(f"target must be one of {tuple(sampler_math.TARGETS)}; got {target!r}")
     sampler_math.tempering_factors(n_lf, beta0)  # checks n_lf >= 2 when tempering
     metric, spec, B, d = model.frozen_metric(state), model.metric_spec, model.backend, model.config.latent_dim
-    make_target = sampler_math.TARGETS[target]
+    make_target = _target(metric, target)
     fn = model.compile_once(f"hmc:{target}:{n_lf}:{beta0!r}", lambda: lambda m, z, p, lu, e: sampler_math.hmc_transition(
         B, make_target(m, spec), z, p, lu, e, n_lf, beta0))
-    _check_scales(metric, target)
     rng = np.random.default_rng((validation.check_seed("seed", seed), seeds.SAMPLING))
     centroids = B.to_numpy(metric.centroids)
     start = rng.integers(centroids.shape[0], size=n)
@@ -90,10 +87,7 @@ def sample(model: RHVAE, state: TrainState, n: int, *, transitions: int = 100, w
 
 def log_target(model: RHVAE, state: TrainState, z: np.ndarray, target: str = "posterior") -> np.ndarray:
     """``log π(z)`` of the sampler's ``target`` under the frozen metric, up to a constant; ``(B,)``."""
-    if target not in sampler_math.TARGETS:
-        raise InputError(f"target must be one of {tuple(sampler_math.TARGETS)}; got {target!r}")
-    _check_scales(model.frozen_metric(state), target)
-    B, make = model.backend, sampler_math.TARGETS[target]
+    B, make = model.backend, _target(model.frozen_metric(state), target)
     fn = model.compile_once(f"log_target:{target}", lambda: lambda m, zb: make(m, model.metric_spec)(B, zb)[0])
     return B.to_numpy(fn(model.frozen_metric(state), model.to_backend(model.latent_points(z))))
 
@@ -106,7 +100,11 @@ def sample_prior(model: RHVAE, state: TrainState, n: int, *, seed: int = 0) -> S
     return Samples(model.decode(state, z), z, float("nan"))
 
 
-def _check_scales(metric, target: str) -> None:
+def _target(metric, target: str):
+    """The target class named ``target``, checked against the frozen ``metric`` it will read."""
+    if target not in sampler_math.TARGETS:
+        raise InputError(f"target must be one of {tuple(sampler_math.TARGETS)}; got {target!r}")
     if target == "posterior" and metric.log_sigma is None:
         raise InputError("target='posterior' needs the encoder's scales in the frozen metric, which this state "
                          "(from a checkpoint written before they were kept) lacks: call refresh_metric(state, x) first")
+    return sampler_math.TARGETS[target]

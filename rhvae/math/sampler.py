@@ -108,9 +108,9 @@ def log_posterior_and_grad(B: Backend, target: PosteriorTarget, z: Array) -> tup
     quad = xp.sum(diff * diff * s[None], axis=-1)
     log_comp = -0.5 * quad - xp.sum(log_sigma, axis=-1)                     # (B, N)
     d, n = z.shape[-1], c.shape[0]
-    log_pi = B.logsumexp(log_comp, axis=-1) - math.log(n) - 0.5 * d * math.log(2.0 * math.pi)
-    r = xp.exp(log_comp - B.logsumexp(log_comp, axis=-1)[:, None])          # responsibilities
-    return log_pi, xp.matmul(r, sc) - z * xp.matmul(r, s)
+    total = B.logsumexp(log_comp, axis=-1)                                  # (B,)
+    r = xp.exp(log_comp - total[:, None])                                   # responsibilities
+    return total - math.log(n) - 0.5 * d * math.log(2.0 * math.pi), xp.matmul(r, sc) - z * xp.matmul(r, s)
 
 
 def log_volume_and_grad(B: Backend, target: VolumeTarget, z: Array) -> tuple[Array, Array]:
