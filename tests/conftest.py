@@ -46,6 +46,17 @@ def skip_without_gpu(backend: str, device: str) -> None:
         pytest.skip(f"no CUDA device available to {backend}")
 
 
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.slow_on("jax")``: the test joins the slow suite on that backend only (its
+    ``backend`` parameter), where compiling it costs most and the other backend's run together
+    with the parity suite already covers it."""
+    for item in items:
+        marker = item.get_closest_marker("slow_on")
+        callspec = getattr(item, "callspec", None)
+        if marker and callspec and callspec.params.get("backend", (None,))[0] in marker.args:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     """``(name, device)`` of a backend; the GPU variants skip cleanly without a device."""

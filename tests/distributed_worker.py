@@ -59,7 +59,7 @@ if __name__ == "__main__":
         if len(sys.argv) > 5:
             from rhvae_jax.parallel import initialize
 
-            initialize(sys.argv[5], int(sys.argv[6]), int(sys.argv[7]), timeout_s=10)
+            initialize(sys.argv[5], int(sys.argv[6]), int(sys.argv[7]), timeout_s=4 if mode == "fail" else 10)
     model, state, history = train(backend, mode, distributed=True, dtype=dtype)
     parallel = model.data_parallel()
     if parallel.is_main:

@@ -28,6 +28,8 @@ from rhvae.state import Noise
 from rhvae_jax import EquinoxNetwork, FlaxNetwork
 from rhvae_torch import TorchNetwork
 
+pytestmark = pytest.mark.xdist_group("adapters")  # one worker trains each adapter model, once
+
 D, d, H = 10, 2, 8  # input, latent, hidden widths
 HEADS = {"encoder": (d, d), "metric": (d, d * (d - 1) // 2)}  # (mu, log_sigma) and (diag, lower)
 LAYERS = {"encoder": ("hidden0", "mu", "log_sigma"), "decoder": ("hidden0", "out0"),

@@ -55,7 +55,8 @@ def test_analytic_grad_h_equals_autodiff(backend, dtype, decoder, prior, reducti
         assert_close_normwise(out["analytic"][i], out["autodiff"][i], TOL[dtype], part)
 
 
-@pytest.mark.parametrize("prior", PRIORS, ids=PRIOR_IDS)
+@pytest.mark.parametrize("prior", [PRIORS[0], *(pytest.param(p, marks=pytest.mark.slow_on("jax")) for p in PRIORS[1:])],
+                         ids=PRIOR_IDS)
 def test_loss_gradient_through_the_analytic_leapfrog_equals_autodiff(backend, prior, rng):
     x, _, _, centroids = _inputs(rng)
     noise = Noise(rng.standard_normal((7, 3)), rng.standard_normal((7, 3)))

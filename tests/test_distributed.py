@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -19,6 +20,15 @@ HERE = Path(__file__).parent
 WORKER = HERE / "distributed_worker.py"
 sys.path.insert(0, str(HERE))
 import distributed_worker  # noqa: E402
+
+# One worker runs this module, so the single-process references below are computed once for it.
+pytestmark = pytest.mark.xdist_group("distributed")
+
+
+@functools.lru_cache(maxsize=None)
+def _single_process(backend: str, mode: str, dtype: str) -> dict[str, np.ndarray]:
+    """The arrays of the same training in one process, on one device: the reference."""
+    return distributed_worker.arrays(*distributed_worker.train(backend, mode, False, dtype))
 
 
 def _run(cmd: list[str], env_extra: dict | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
@@ -55,7 +65,7 @@ def _errors(out: Path, backend: str, mode: str, dtype: str) -> dict[str, float]:
     are compared as one vector (see TOLERANCE)."""
     got = np.load(out)
     assert int(got["devices"]) == 2 and len(got["loss"]) == 3
-    expected = distributed_worker.arrays(*distributed_worker.train(backend, mode, False, dtype))
+    expected = _single_process(backend, mode, dtype)
     errors = {k: normwise_error(got[k], v) for k, v in expected.items() if not k.startswith("param:")}
     params = sorted(k for k in expected if k.startswith("param:"))
     if dtype == "float64":

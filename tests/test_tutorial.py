@@ -18,6 +18,7 @@ import pytest
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 TUTORIAL = DOCS / "tutorial.md"
 FIGURES = ("loss", "latent_map", "reconstructions", "samples", "geodesics")
+pytestmark = pytest.mark.xdist_group("tutorial")  # one worker runs the tutorial, once
 
 
 def python_blocks(text: str) -> list[tuple[int, str]]:
