@@ -152,9 +152,11 @@ def geodesic_strips(paths: list, path: Path) -> Path:
 
 
 def sampler_trace(model: RHVAE, state: TrainState, samples, path: Path, chains: int = 8, grid: int = 120) -> Path:
-    """The kept trajectories of ``chains`` sampler chains over the heat map of the log density
-    they sampled (``samples.target``; left, start and end marked), and each latent coordinate against the transition for the same
-    chains (right, with the per-coordinate R-hat when ArviZ gave it). Latent dimension 2 only."""
+    """The kept trajectories of ``chains`` sampler chains over the heat map of the geometry's
+    ``log √det G⁻¹(z)`` (left, start and end marked; when the chains sampled another density,
+    ``samples.target``, its top 12 nats are drawn as white contours), and each latent coordinate
+    against the transition for the same chains (right, with the per-coordinate R-hat when ArviZ
+    gave it). Latent dimension 2 only."""
     if model.config.latent_dim != 2:
         raise RhvaeError(f"the sampler trace map needs latent_dim 2; this model has {model.config.latent_dim}")
     if samples.trace is None:
@@ -164,21 +166,30 @@ def sampler_trace(model: RHVAE, state: TrainState, samples, path: Path, chains: 
     points = samples.trace.reshape(-1, 2)
     lo, hi = points.min(axis=0) - 1.0, points.max(axis=0) + 1.0
     u, v = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
-    cells = np.stack([u.ravel(), v.ravel()], axis=1)
-    target = samples.target or "volume"
-    density = np.concatenate([log_target(model, state, c, target) for c in np.array_split(cells, 8)])
+    cells = np.array_split(np.stack([u.ravel(), v.ravel()], axis=1), 8)
+
+    def on_grid(target: str) -> np.ndarray:
+        return np.concatenate([log_target(model, state, c, target) for c in cells]).reshape(grid, grid)
+
+    volume, target = on_grid("volume"), samples.target or "volume"
     fig = plt.figure(figsize=(12, 5.2), constrained_layout=True)
     left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1])
     ax = left.subplots()
-    floor = max(float(density.min()), float(density.max()) - 12.0)  # the top 12 nats: where the mass is
-    mesh = ax.pcolormesh(u, v, density.reshape(grid, grid), cmap="viridis", shading="auto", vmin=floor)
-    left.colorbar(mesh, ax=ax, label=f"log π(z), target {target!r} (+ const)", location="bottom", shrink=0.8)
+    floor = max(float(volume.min()), float(volume.max()) - 12.0)  # the top 12 nats: where the volume's mass is
+    mesh = ax.pcolormesh(u, v, volume, cmap="viridis", shading="auto", vmin=floor)
+    left.colorbar(mesh, ax=ax, label="log √det G⁻¹(z) (+ const)", location="bottom", shrink=0.8)
+    if target != "volume":
+        density = on_grid(target)
+        top = float(density.max())
+        ax.contour(u, v, density, levels=np.linspace(top - 12.0, top, 7)[:-1], colors="white", linewidths=0.6,
+                   alpha=0.8)
     for k in range(trace.shape[1]):
         ax.plot(trace[:, k, 0], trace[:, k, 1], lw=0.7, color=f"C{k % 10}", alpha=0.9)
         ax.plot(*trace[0, k], "o", color=f"C{k % 10}", ms=4)
         ax.plot(*trace[-1, k], "*", color=f"C{k % 10}", ms=9, mec="white", mew=0.5)
+    contours = "" if target == "volume" else f"; contours: log π, target {target!r}"
     ax.set(xlabel="z₁", ylabel="z₂", title=f"{trace.shape[1]} chains, {trace.shape[0]} kept transitions "
-                                             f"(o start, ★ end)")
+                                             f"(o start, ★ end{contours})")
     axes = right.subplots(2, 1, sharex=True)
     r_hat = None if samples.diagnostics is None else samples.diagnostics["r_hat"]
     for j, axj in enumerate(axes):
