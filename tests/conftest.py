@@ -53,7 +53,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         marker = item.get_closest_marker("slow_on")
         callspec = getattr(item, "callspec", None)
-        if marker and callspec and callspec.params.get("backend", (None,))[0] in marker.args:
+        if not (marker and callspec and "backend" in callspec.params):
+            continue
+        backend = callspec.params["backend"]  # "jax", or ("jax", "cpu") from the backend fixture
+        if (backend if isinstance(backend, str) else backend[0]) in marker.args:
             item.add_marker(pytest.mark.slow)
 
 
