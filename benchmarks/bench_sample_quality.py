@@ -16,7 +16,9 @@ pythae's sampler's, on the mean over seeds, within 2 standard errors of the diff
 criterion of ``bench_quality``). Measured on torch (seeds 1, 2, 3): rhvae 73.5, 74.1, 74.1;
 pythae 70.3, 72.4, 74.0; single seed: ``"centroids"`` 131, ``"volume"`` 90, prior 99,
 reconstructions 75 (``docs/index.md``, "What the sampler buys"): met (73.9 against 72.2, with 2
-standard errors of the difference 2.2). JAX, rhvae seeds 1, 2, 3: 74.0, 73.4, 72.6; prior 98.6.
+standard errors of the difference 2.2; 24 min). JAX (21 min): rhvae 74.0, 73.4, 72.6; pythae
+70.4, 72.1, 73.4; ``"centroids"`` 133, ``"volume"`` 91, prior 98.6, reconstructions 75: met
+(73.3 against 72.0).
 """
 
 from __future__ import annotations

@@ -14,6 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 
+
+def _writable(model, array) -> np.ndarray:
+    """A float32 numpy copy of a backend array (JAX hands out read-only views, which torch warns about)."""
+    return np.array(model.backend.to_numpy(array), dtype=np.float32)
+
+
 def pythae_rhvae_sampler(model, state, n: int, seed: int = 0) -> np.ndarray:
     """``n`` images ``(n, D)`` from pythae's ``RHVAESampler`` on ``model``'s decoder and frozen metric."""
     import torch
@@ -21,7 +27,7 @@ def pythae_rhvae_sampler(model, state, n: int, seed: int = 0) -> np.ndarray:
     from pythae.samplers import RHVAESampler
 
     c = model.config
-    params = {k: np.asarray(model.backend.to_numpy(v), dtype=np.float32) for k, v in state.params["decoder"].items()}
+    params = {k: _writable(model, v) for k, v in state.params["decoder"].items()}
     if repr(model.components.decoder) != "MLPDecoder(Bernoulli(), hidden=(512,), activation='relu')":
         raise ValueError(f"pythae's default decoder is a ReLU MLP with one hidden layer of 512 and a sigmoid output; "
                          f"this model's is {model.components.decoder!r}: build it with decoder='bernoulli_mlp', "
@@ -32,13 +38,13 @@ def pythae_rhvae_sampler(model, state, n: int, seed: int = 0) -> np.ndarray:
     hidden, out = net.decoder.layers[0][0], net.decoder.layers[1][0]
     with torch.no_grad():
         for layer, w, b in ((hidden, "hidden0.w", "hidden0.b"), (out, "out0.w", "out0.b")):
-            layer.weight.copy_(torch.as_tensor(params[w].T))
-            layer.bias.copy_(torch.as_tensor(params[b]))
+            layer.weight.copy_(torch.from_numpy(params[w].T))
+            layer.bias.copy_(torch.from_numpy(params[b]))
     metric = state.metric
     net.M.clear()
     net.centroids.clear()
-    net.M.append(torch.as_tensor(np.asarray(model.backend.to_numpy(metric.M), dtype=np.float32)))
-    net.centroids.append(torch.as_tensor(np.asarray(model.backend.to_numpy(metric.centroids), dtype=np.float32)))
+    net.M.append(torch.from_numpy(_writable(model, metric.M)))
+    net.centroids.append(torch.from_numpy(_writable(model, metric.centroids)))
     net.update()
     net.eval()
     probe = np.asarray(model.backend.to_numpy(metric.centroids), dtype=np.float32)[:16] + 0.1
