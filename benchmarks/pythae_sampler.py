@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 
-
 def _writable(model, array) -> np.ndarray:
     """A float32 numpy copy of a backend array (JAX hands out read-only views, which torch warns about)."""
     return np.array(model.backend.to_numpy(array), dtype=np.float32)
@@ -43,11 +42,12 @@ def pythae_rhvae_sampler(model, state, n: int, seed: int = 0) -> np.ndarray:
     metric = state.metric
     net.M.clear()
     net.centroids.clear()
+    centroids = _writable(model, metric.centroids)
     net.M.append(torch.from_numpy(_writable(model, metric.M)))
-    net.centroids.append(torch.from_numpy(_writable(model, metric.centroids)))
+    net.centroids.append(torch.from_numpy(centroids))
     net.update()
     net.eval()
-    probe = np.asarray(model.backend.to_numpy(metric.centroids), dtype=np.float32)[:16] + 0.1
+    probe = centroids[:16] + 0.1
     theirs = net.G_inv(torch.as_tensor(probe)).numpy()
     ours = model.G_inv(state, probe)
     if not np.allclose(theirs, ours, rtol=1e-4, atol=1e-5 * np.abs(ours).max()):

@@ -87,9 +87,10 @@ def sample(model: RHVAE, state: TrainState, n: int, *, transitions: int = 100, w
 
 def log_target(model: RHVAE, state: TrainState, z: np.ndarray, target: str = "posterior") -> np.ndarray:
     """``log π(z)`` of the sampler's ``target`` under the frozen metric, up to a constant; ``(B,)``."""
-    B, make = model.backend, _target(model.frozen_metric(state), target)
+    B, metric = model.backend, model.frozen_metric(state)
+    make = _target(metric, target)
     fn = model.compile_once(f"log_target:{target}", lambda: lambda m, zb: make(m, model.metric_spec)(B, zb)[0])
-    return B.to_numpy(fn(model.frozen_metric(state), model.to_backend(model.latent_points(z))))
+    return B.to_numpy(fn(metric, model.to_backend(model.latent_points(z))))
 
 
 def sample_prior(model: RHVAE, state: TrainState, n: int, *, seed: int = 0) -> Samples:

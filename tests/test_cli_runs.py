@@ -150,4 +150,3 @@ def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_resume(tmp_path, mon
     assert _train("--epochs", "2", "--out", str(tmp_path / "run")) == 130
     assert "no epoch was completed, so there is nothing to resume" in capsys.readouterr().err
     assert not (tmp_path / "run" / "last.npz").exists() and (tmp_path / "run" / "interrupted.npz").exists()
-
