@@ -5,8 +5,9 @@ pythae 0.1.2: ``Encoder_Conv_VAE_MNIST`` (4 stride-2 convolutions, 128 to 1024 c
 norm) and ``Decoder_Conv_AE_MNIST`` (a linear layer to 1024×4×4, 3 transposed convolutions),
 its default MLP metric (400); rhvae: the same layer sizes
 (``ConvEncoder(channels=(128, 256, 512, 1024))``, ``ConvDecoder(channels=(1024, 512, 256),
-kernel=3)``; no batch norm, which is less work than pythae's, an activation after the decoder's
-linear layer and a per-pixel output bias, which are negligible work), the same metric, latent 16, K=3, steps=3, batch 100, float32, the analytic ∇H.
+kernel=3)``; no batch norm, which is less work than pythae's, and a per-pixel output bias,
+which is negligible work), the same metric, latent 16, K=3, steps=3, batch 100, float32, the
+analytic ∇H.
 
 Run: ``python -m pytest benchmarks/bench_conv.py -s`` (the summary table prints the ``train-conv``
 group with the multiples of pythae); ``test_conv_throughput_target`` asserts the target from

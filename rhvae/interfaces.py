@@ -177,7 +177,12 @@ class Likelihood(Protocol):
 class Decoder(Protocol):
     """``z (B, d) -> outputs``: a tuple of ``likelihood.n_outputs`` arrays of shape ``(B, D)``, or
     for shaped data ``(B, *shape)`` or flat ``(B, prod(shape))`` (the core reshapes flat ones);
-    ``init`` gets ``output_dim`` as an int or, for shaped data, the shape tuple."""
+    ``init`` gets ``output_dim`` as an int or, for shaped data, the shape tuple.
+
+    May also define ``precompute(B, params) -> params``: work on the parameters alone, done once
+    per batch for all the positions the flow decodes (so its gradient is also taken once); the
+    result goes to ``__call__`` in place of ``params`` and must give the same outputs.
+    """
 
     likelihood: Likelihood
 

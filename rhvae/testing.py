@@ -145,11 +145,20 @@ def _encoder_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
 def _decoder_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
     lik = obj.likelihood
     outputs = shaped(_tuple_of(obj(B, a["params"], a["z"]), lik.n_outputs, "decoder(B, params, z)"), a["example"])
-    return {
+    out = {
         **{f"outputs[{i}]": o for i, o in enumerate(outputs)},
         "likelihood.log_prob": lik.log_prob(B, a["x"], outputs),
         "likelihood.mean": lik.mean(B, outputs),
     }
+    if hasattr(obj, "precompute"):  # its outputs must not change, for a whole batch or one row
+        params = obj.precompute(B, a["params"])
+        call = "decoder(B, decoder.precompute(B, params), z)"
+        batch = shaped(_tuple_of(obj(B, params, a["z"]), lik.n_outputs, call), a["example"])
+        row = shaped(_tuple_of(obj(B, params, a["z"][:1]), lik.n_outputs, call), a["example"])
+        out["precomputed log_prob"] = lik.log_prob(B, a["x"], batch)
+        out["precomputed log_prob, first row"] = lik.log_prob(B, a["x"][:1], row)
+        out["log_prob, first row"] = out["likelihood.log_prob"][:1]
+    return out
 
 
 def _decoder_inputs(obj: Any, rng: np.random.Generator, example: tuple[int, ...]) -> dict[str, Any]:
@@ -212,7 +221,11 @@ _CASES: dict[str, _Case] = {
     "decoder": _Case(
         _decoder_inputs, _decoder_run,
         lambda obj, example: {**{f"outputs[{i}]": (BATCH, *example) for i in range(obj.likelihood.n_outputs)},
-                              "likelihood.log_prob": (BATCH,), "likelihood.mean": (BATCH, *example)}),
+                              "likelihood.log_prob": (BATCH,), "likelihood.mean": (BATCH, *example),
+                              **({"precomputed log_prob": (BATCH,), "precomputed log_prob, first row": (1,),
+                                  "log_prob, first row": (1,)} if hasattr(obj, "precompute") else {})},
+        (("precomputed log_prob", "likelihood.log_prob", PARITY_RTOL),
+         ("precomputed log_prob, first row", "log_prob, first row", PARITY_RTOL))),
     "metric": _Case(
         lambda obj, rng, example: {"params": _params(obj.init(rng, _dim(example), LATENT_DIM),
                                                      "metric.init(rng, input_dim, latent_dim)"),

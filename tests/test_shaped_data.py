@@ -117,6 +117,84 @@ def test_conv_decoder_lands_on_every_image_side(side, kernel, stride, padding):
     assert s == side
 
 
+def _torch_decoder_reference(params: dict, z: np.ndarray, channels, side: int, kernel: int) -> tuple:
+    """torch's own layers in float64: ``fc``, then ``conv_transpose2d`` with ReLU between layers (none
+    after ``fc``, as pythae's MNIST decoder); the logits and the gradient of ``Σ logits · v``."""
+    import torch
+    import torch.nn.functional as F
+
+    t = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()}
+    layers = ConvDecoder(Bernoulli(), channels=channels, kernel=kernel)._sides(side)
+    x = (torch.tensor(z) @ t["fc.w"] + t["fc.b"]).reshape(len(z), channels[0], layers[0][0], layers[0][0])
+    for i, (_, pad) in enumerate(layers):
+        last = i == len(layers) - 1
+        x = F.conv_transpose2d(x, t[f"deconv{i}.w"], None if last else t[f"deconv{i}.b"], 2, 1, pad)
+        x = x + t[f"deconv{i}.b"] if last else torch.relu(x)
+    v = torch.tensor(np.random.default_rng(5).standard_normal(x.shape))
+    grads = torch.autograd.grad((x * v).sum(), list(t.values()))
+    return x.detach().numpy(), {k: g.numpy() for k, g in zip(t, grads)}, v.numpy()
+
+
+@pytest.mark.parametrize("channels", [(6, 4, 3), (5,)])
+def test_conv_decoder_is_the_layer_stack_in_every_form(backend, channels, rng):
+    """The stem (linear layer, first transposed convolution) runs per row for a batch of at most
+    ``d + 1``, folded into one linear map ``z A + c`` for larger ones, or from ``precompute``: each
+    gives torch's layers' logits and parameter gradients in float64."""
+    B = _backend(*backend)
+    decoder = ConvDecoder(Bernoulli(), channels=channels, kernel=3)
+    params = decoder.init(rng, 3, (1, 14, 14))
+    z = rng.standard_normal((9, 3))
+
+    def logits(p, rows, precompute):
+        p = decoder.precompute(B, p) if precompute else p
+        return decoder(B, p, B.asarray(rows, "float64"))[0]
+
+    P = {k: B.asarray(a, "float64") for k, a in params.items()}
+    forms = {"per row": (z[:4], False), "folded": (z, False), "precomputed": (z, True),
+             "precomputed, one row": (z[:1], True)}
+    for form, (rows, precompute) in forms.items():
+        reference, reference_grads, v = _torch_decoder_reference(params, rows, channels, 14, 3)
+        np.testing.assert_allclose(B.to_numpy(logits(P, rows, precompute)), reference, rtol=1e-12, atol=1e-12,
+                                   err_msg=form)
+        V = B.asarray(v, "float64")
+        grads = B.grad(lambda p: B.xp.sum(logits(p, rows, precompute) * V))(P)
+        for k, g in grads.items():
+            np.testing.assert_allclose(B.to_numpy(g), reference_grads[k], rtol=1e-10, atol=1e-12,
+                                       err_msg=f"{form}: {k}")
+
+
+def test_a_flow_precomputes_the_decoder_once():
+    """K = 3 decodes four positions; ``precompute`` runs once for them (on torch, run eagerly)."""
+    calls = {"precompute": 0, "call": 0}
+
+    class Counting(ConvDecoder):
+        def precompute(self, B, params):
+            calls["precompute"] += 1
+            return super().precompute(B, params)
+
+        def __call__(self, B, params, z):
+            calls["call"] += 1
+            return super().__call__(B, params, z)
+
+    model = rhvae.RHVAE("torch", input_dim=(1, 12, 12), latent_dim=2, encoder="conv", metric="conv",
+                        decoder=Counting(Bernoulli(), channels=(8, 4)), K=3, steps=2, compile=False)
+    state = model.init(seed=0, centroids=_images())
+    calls.update(precompute=0, call=0)
+    model.elbo(state, _images(), seed=1)
+    assert calls == {"precompute": 1, "call": 4}
+
+
+def test_check_component_catches_a_precompute_that_changes_the_outputs():
+    from rhvae.testing import check_component
+
+    class Shifted(ConvDecoder):
+        def precompute(self, B, params):
+            return {**super().precompute(B, params), "stem.c": super().precompute(B, params)["stem.c"] + 1e-3}
+
+    with pytest.raises(AssertionError, match="precomputed log_prob"):
+        check_component("decoder", Shifted(Bernoulli(), channels=(4, 2)), input_shape=(1, 8, 8), dtype="float32")
+
+
 def test_pythae_mnist_architecture_is_reachable():
     """pythae's Decoder_Conv_AE_MNIST: a linear layer to 1024 maps of 4×4, then kernel 3, stride 2,
     padding 1 (output paddings 0, 1, 1) to 28×28; its encoder's 4 layers take 28 to 1."""
@@ -163,7 +241,7 @@ def test_check_component_takes_image_shaped_examples(kind, name, options):
 
     out = check_component(kind, rhvae.get_registry().create(kind, name, **options), input_shape=(1, 8, 8))
     if kind == "decoder":  # a flat MLP decoder's outputs are reshaped as the model reshapes them
-        assert {v.shape for k, v in out["torch"].items() if k != "likelihood.log_prob"} == {(5, 1, 8, 8)}
+        assert {v.shape for k, v in out["torch"].items() if "log_prob" not in k} == {(5, 1, 8, 8)}
 
 
 def test_check_component_names_a_decoder_that_misses_the_image_shape():

@@ -4,16 +4,15 @@ the backend's ``conv2d``/``conv_transpose2d`` (channels first, kernels ``(out, i
 The defaults suit 28×28 MNIST on a CPU (two stride-2 layers of 32 and 64 channels). pythae's
 MNIST architecture (``Encoder_Conv_VAE_MNIST``/``Decoder_Conv_AE_MNIST``) has the layer sizes of
 ``ConvEncoder(channels=(128, 256, 512, 1024))`` with ``ConvDecoder(channels=(1024, 512, 256),
-kernel=3)``; three differences remain: no batch norm here (a functional step carries no running
-statistics), an activation after the decoder's first linear layer (pythae has none), and one
-bias per output pixel in the last layer (pythae: one per channel). Layers are initialised as torch's ``nn.Conv2d``/``nn.ConvTranspose2d`` are,
-``U(±1/√fan_in)``.
+kernel=3)``; two differences remain: no batch norm here (a functional step carries no running
+statistics), and one bias per output pixel in the last layer (pythae: one per channel). Layers
+are initialised as torch's ``nn.Conv2d``/``nn.ConvTranspose2d`` are, ``U(±1/√fan_in)``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -108,8 +107,9 @@ class ConvMetric(_ConvTrunk):
 class ConvDecoder(_Conv):
     """``z -> outputs (B, C, H, W)``: a linear layer to ``channels[0]`` maps of side ``s_0``, then
     transposed convolutions through ``channels[1:]`` to ``C × n_outputs`` maps of side ``H × W``
-    (split into the likelihood's outputs); the last layer has one bias per pixel, whose shape
-    ``(C n_outputs, H, W)`` also tells the decoder its image size.
+    (split into the likelihood's outputs), with the activation between transposed convolutions
+    but none after the linear layer (as pythae's); the last layer has one bias per pixel, whose
+    shape ``(C n_outputs, H, W)`` also tells the decoder its image size.
 
     The sides run backwards from the image, ``s_{l-1} = ⌊(s_l + 2p - k)/s⌋ + 1``, and each layer's
     ``output_padding = s_l - ((s_{l-1} - 1)s - 2p + k)`` makes it land exactly on ``s_l``.
@@ -149,16 +149,53 @@ class ConvDecoder(_Conv):
         params[last] = np.broadcast_to(params[last][:, None, None], (widths[-1], h, w)).copy()
         return params
 
+    def precompute(self, B: Backend, params: Params) -> Params:
+        """``params`` with the stem's linear map ``(A, c)`` (:meth:`_stem`) added, computed once for
+        all the calls of one evaluation (the leapfrog decodes ``K + 1`` positions): the gradient
+        through the first transposed convolution is then taken once, not once per call."""
+        A, c = self._stem_map(B, params)
+        return {**params, "stem.A": A, "stem.c": c}
+
     def __call__(self, B: Backend, params: Params, z: Array) -> tuple[Array, ...]:
         act, n = B.activation(self.activation), len(self.channels)
         c_out, h, w = params[f"deconv{n - 1}.b"].shape
-        rows, cols = self._sides(h), self._sides(w)
-        x = act(z @ params["fc.w"] + params["fc.b"]).reshape(z.shape[0], self.channels[0], rows[0][0], cols[0][0])
-        for i, ((_, pad_h), (_, pad_w)) in enumerate(zip(rows, cols)):
+        x = self._stem(B, params, z)
+        for i, ((_, pad_h), (_, pad_w)) in enumerate(zip(self._sides(h)[1:], self._sides(w)[1:]), start=1):
             bias = params[f"deconv{i}.b"]
-            x = B.conv_transpose2d(x, params[f"deconv{i}.w"], self.stride, self.padding, (pad_h, pad_w)) \
+            x = B.conv_transpose2d(act(x), params[f"deconv{i}.w"], self.stride, self.padding, (pad_h, pad_w)) \
                 + (bias if i == n - 1 else bias[:, None, None])
-            if i < n - 1:
-                x = act(x)
         per = c_out // self.likelihood.n_outputs
         return tuple(x[:, j * per:(j + 1) * per] for j in range(self.likelihood.n_outputs))
+
+    def _first_layer(self, B: Backend, params: Params) -> tuple[Callable[[Array], Array], Array]:
+        """The first transposed convolution as a function of the linear layer's output ``(N, n_fc)``,
+        and its bias (per channel, or per pixel when it is also the last layer)."""
+        c, h, w = params[f"deconv{len(self.channels) - 1}.b"].shape
+        (h0, pad_h), (w0, pad_w) = self._sides(h)[0], self._sides(w)[0]
+        bias = params["deconv0.b"]
+
+        def conv_t(u: Array) -> Array:
+            return B.conv_transpose2d(u.reshape(u.shape[0], self.channels[0], h0, w0), params["deconv0.w"],
+                                      self.stride, self.padding, (pad_h, pad_w))
+
+        return conv_t, bias if len(self.channels) == 1 else bias[:, None, None]
+
+    def _stem_map(self, B: Backend, params: Params) -> tuple[Array, Array]:
+        """``(A, c)`` with ``A = convT(W)`` (the rows of ``W`` as ``d`` images) and ``c = convT(b) + β``."""
+        conv_t, bias = self._first_layer(B, params)
+        return conv_t(params["fc.w"]), conv_t(params["fc.b"][None])[0] + bias
+
+    def _stem(self, B: Backend, params: Params, z: Array) -> Array:
+        """The linear layer and the first transposed convolution, ``convT(z W + b) + β``. With
+        nothing between them (as in pythae's MNIST decoder) they are one linear map of ``z``,
+        ``z A + c``: ``d + 1`` images through the convolution instead of the batch's, the cheaper
+        form for a batch larger than ``d + 1`` or when :meth:`precompute` has made ``(A, c)``."""
+        d = params["fc.w"].shape[0]
+        if "stem.A" in params:
+            A, c = params["stem.A"], params["stem.c"]
+        elif z.shape[0] > d + 1:
+            A, c = self._stem_map(B, params)
+        else:
+            conv_t, bias = self._first_layer(B, params)
+            return conv_t(z @ params["fc.w"] + params["fc.b"]) + bias
+        return (z @ A.reshape(d, -1)).reshape(z.shape[0], *A.shape[1:]) + c

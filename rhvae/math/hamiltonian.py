@@ -8,7 +8,6 @@ per-sample gradient.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from rhvae.interfaces import Array, Backend, Decoder, LogPrior, Params
 from rhvae.math.metric import LocalMetric, MetricSpec, MetricState, local_metric, momentum_log_prob
@@ -31,6 +30,12 @@ class Hamiltonian:
     metric_state: MetricState
     spec: MetricSpec
 
+    def __post_init__(self) -> None:
+        # a decoder's ``precompute`` runs once here, for all the positions the flow decodes
+        precompute = getattr(self.decoder, "precompute", None)
+        if precompute is not None:
+            object.__setattr__(self, "decoder_params", precompute(self.B, self.decoder_params))
+
     def log_likelihood(self, z: Array) -> Array:
         """``log p(x | z)``, ``(B,)``."""
         outputs = shaped(self.decoder(self.B, self.decoder_params, z), tuple(self.x.shape[1:]))
@@ -51,6 +56,3 @@ class Hamiltonian:
     def __call__(self, z: Array, rho: Array) -> Array:
         """``H(z, ρ) = U(z) + κ(z, ρ)``, ``(B,)``."""
         return self.potential(z) + self.kinetic(z, rho)
-
-    def replace(self, **changes: Any) -> Hamiltonian:
-        return type(self)(**{**self.__dict__, **changes})
