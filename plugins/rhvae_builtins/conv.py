@@ -170,7 +170,7 @@ class ConvDecoder(_Conv):
     def _first_layer(self, B: Backend, params: Params) -> tuple[Callable[[Array], Array], Array]:
         """The first transposed convolution as a function of the linear layer's output ``(N, n_fc)``,
         and its bias (per channel, or per pixel when it is also the last layer)."""
-        c, h, w = params[f"deconv{len(self.channels) - 1}.b"].shape
+        _, h, w = params[f"deconv{len(self.channels) - 1}.b"].shape
         (h0, pad_h), (w0, pad_w) = self._sides(h)[0], self._sides(w)[0]
         bias = params["deconv0.b"]
 
