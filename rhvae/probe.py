@@ -122,9 +122,10 @@ def probe(model: RHVAE, registry: Registry, mode: str = "full") -> None:
         put("prior", "log_prob", parts.prior.log_prob(B, z), (n,))
         if hasattr(parts.prior, "grad_log_prob"):
             put("prior", "grad_log_prob", parts.prior.grad_log_prob(B, z), (n, d))
-        stage[0] = "grad_h"
+        stage[0] = "decoder"  # building H runs the decoder's precompute
         H = Hamiltonian(B, x_out, parts.decoder, params["decoder"], parts.prior,
                         metric_state(B, mu, lower_triangular(B, diag, lower)), model.metric_spec)
+        stage[0] = "grad_h"
         put("grad_h", "grad_z", parts.grad_h.grad_z(B, H, z, rho), (n, d))
         put("grad_h", "grad_rho", parts.grad_h.grad_rho(B, H, z, rho), (n, d))
         at = parts.grad_h.prepare(B, H, z)

@@ -95,7 +95,8 @@ class _Case:
 
     ``inputs(obj, rng, example)`` draws them for examples of shape ``example``;
     ``run(B, obj, inputs)`` returns named backend arrays; ``shapes(obj, example)`` gives their shapes; ``references`` pairs an output with the
-    autodiff output it must match and the tolerance table to use; ``tolerances`` overrides
+    reference output it must match (autodiff, or the decoder's outputs without ``precompute``) and
+    the tolerance table to use; ``tolerances`` overrides
     :data:`PARITY_RTOL` for the jit and backend parity of some outputs (gradients, approximations).
     """
 
@@ -153,12 +154,23 @@ def _decoder_run(B: Backend, obj: Any, a: dict[str, Any]) -> dict[str, Array]:
     if hasattr(obj, "precompute"):  # its outputs must not change, for a whole batch or one row
         params = obj.precompute(B, a["params"])
         call = "decoder(B, decoder.precompute(B, params), z)"
-        batch = shaped(_tuple_of(obj(B, params, a["z"]), lik.n_outputs, call), a["example"])
-        row = shaped(_tuple_of(obj(B, params, a["z"][:1]), lik.n_outputs, call), a["example"])
-        out["precomputed log_prob"] = lik.log_prob(B, a["x"], batch)
-        out["precomputed log_prob, first row"] = lik.log_prob(B, a["x"][:1], row)
-        out["log_prob, first row"] = out["likelihood.log_prob"][:1]
+        out["outputs, flat"] = _flat(B, outputs)
+        out["precomputed outputs, flat"] = _flat(B, _tuple_of(obj(B, params, a["z"]), lik.n_outputs, call))
+        out["precomputed outputs, flat, first row"] = _flat(B, _tuple_of(obj(B, params, a["z"][:1]), lik.n_outputs,
+                                                                          call))
+        out["outputs, flat, first row"] = out["outputs, flat"][:1]
     return out
+
+
+def _flat(B: Backend, outputs: tuple[Array, ...]) -> Array:
+    """A decoder's outputs, each flattened per row, side by side: ``(rows, n_outputs · D)``."""
+    return B.xp.concatenate([o.reshape(o.shape[0], -1) for o in outputs], axis=1)
+
+
+def _precomputed_shapes(obj: Any, example: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    width = obj.likelihood.n_outputs * int(np.prod(example))
+    return {"outputs, flat": (BATCH, width), "precomputed outputs, flat": (BATCH, width),
+            "precomputed outputs, flat, first row": (1, width), "outputs, flat, first row": (1, width)}
 
 
 def _decoder_inputs(obj: Any, rng: np.random.Generator, example: tuple[int, ...]) -> dict[str, Any]:
@@ -222,10 +234,9 @@ _CASES: dict[str, _Case] = {
         _decoder_inputs, _decoder_run,
         lambda obj, example: {**{f"outputs[{i}]": (BATCH, *example) for i in range(obj.likelihood.n_outputs)},
                               "likelihood.log_prob": (BATCH,), "likelihood.mean": (BATCH, *example),
-                              **({"precomputed log_prob": (BATCH,), "precomputed log_prob, first row": (1,),
-                                  "log_prob, first row": (1,)} if hasattr(obj, "precompute") else {})},
-        (("precomputed log_prob", "likelihood.log_prob", PARITY_RTOL),
-         ("precomputed log_prob, first row", "log_prob, first row", PARITY_RTOL))),
+                              **(_precomputed_shapes(obj, example) if hasattr(obj, "precompute") else {})},
+        (("precomputed outputs, flat", "outputs, flat", PARITY_RTOL),
+         ("precomputed outputs, flat, first row", "outputs, flat, first row", PARITY_RTOL))),
     "metric": _Case(
         lambda obj, rng, example: {"params": _params(obj.init(rng, _dim(example), LATENT_DIM),
                                                      "metric.init(rng, input_dim, latent_dim)"),

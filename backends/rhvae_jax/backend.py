@@ -34,7 +34,7 @@ def _patch_conv(x: jax.Array, w: jax.Array, stride: int, padding: int) -> jax.Ar
     contracted with ``w`` in one ``einsum``.
 
     The padded input is split into its ``s²`` phases (rows and columns ``≡ r, q (mod s)``, each
-    ``(B, C, ⌈side/s⌉, ...)``), and tap ``(i, j)`` of the kernel is a unit-stride slice of phase
+    ``(B, C, H' + ⌊(k-1)/s⌋, W' + ⌊(k-1)/s⌋)``), and tap ``(i, j)`` of the kernel is a unit-stride slice of phase
     ``(i mod s, j mod s)`` at offset ``(⌊i/s⌋, ⌊j/s⌋)``. Autodiff transposes the slices into pads
     of one phase and the split into a concatenation, so the gradient (and the transposed
     convolution, its adjoint) sums each tap's contribution at a phase's size; strided slices

@@ -39,7 +39,8 @@ def conv_size(size: int, kernel: int, stride: int, padding: int) -> int:
 
 class _Conv:
     """Settings shared by the three networks: ``channels`` per layer, square ``kernel``, ``stride``,
-    ``padding`` and the ``activation`` after every layer but the output."""
+    ``padding`` and the ``activation`` after every layer but the output (and, in the decoder, but
+    the linear layer)."""
 
     def __init__(self, channels: Sequence[int], kernel: int, stride: int, padding: int, activation: str) -> None:
         self.channels = tuple(int(c) for c in channels)

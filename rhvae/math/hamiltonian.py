@@ -20,7 +20,9 @@ def shaped(outputs: tuple[Array, ...], shape: tuple[int, ...]) -> tuple[Array, .
 
 @dataclass(frozen=True)
 class Hamiltonian:
-    """``H(z, ρ)`` for data ``x (B, D)`` (or ``(B, *shape)``) under a decoder and a metric state with its settings (closed over)."""
+    """``H(z, ρ)`` for data ``x (B, D)`` (or ``(B, *shape)``) under a decoder and a metric state with
+    its settings (closed over). ``decoder_params`` holds what the decoder's ``precompute`` made
+    of the parameters given, when it defines one: the form every decoder call of the flow takes."""
 
     B: Backend
     x: Array
