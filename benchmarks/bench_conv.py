@@ -16,12 +16,14 @@ own measurements: the three steps timed in turn, round after round, the median o
 (truncated) parameter gradient, so the same computation as pythae's. ``RHVAE_BENCH_SMOKE=1``
 shrinks the networks (pythae is then skipped: its architecture is fixed).
 
-Measured (2 cores shared with other work; seconds per step of 100 images, target test): torch
-2.95, jax 3.25, pythae 10.30: 3.43× and 3.12× pythae, the target met. The summary table of the
-same run: torch 3.29, jax 3.14, pythae 9.37; truncated gradient torch 2.68, jax 3.05. What
-brought it from 2.0× and 1.16×: the decoder's linear layer and first transposed convolution
-folded into one linear map, precomputed once per batch, and JAX's convolutions sliced from the
-input's phases (``docs/performance.md``).
+Measured (2 cores shared with other work; five runs of the target test, medians of per-round
+ratios): torch 3.43, 3.45, 3.20, 3.32, 3.48× pythae; jax 3.12, 3.22, 2.89, 3.21, 3.22×. The
+target is met on torch in every run and on JAX in four of five (median 3.21×): JAX's margin is
+within the noise. Seconds per step of 100 images, run 3's summary table: torch 2.96, jax 3.17,
+pythae 9.32; truncated gradient torch 2.62, jax 2.79. What brought it from 2.0× and 1.16×: the
+decoder's linear layer and first transposed convolution folded into one linear map,
+precomputed once per batch, and JAX's convolutions sliced from the input's phases
+(``docs/performance.md``).
 """
 
 from __future__ import annotations
