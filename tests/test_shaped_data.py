@@ -145,19 +145,19 @@ def test_conv_decoder_is_the_layer_stack_in_every_form(backend, channels, rng):
     params = decoder.init(rng, 3, (1, 14, 14))
     z = rng.standard_normal((9, 3))
 
-    def logits(p, rows, precompute):
-        p = decoder.precompute(B, p) if precompute else p
-        return decoder(B, p, B.asarray(rows, "float64"))[0]
+    def logits_and_grads(p, rows, V, precompute):
+        def logits(q):
+            return decoder(B, decoder.precompute(B, q) if precompute else q, rows)[0]
+        return logits(p), B.grad(lambda q: B.xp.sum(logits(q) * V))(p)
 
+    run = {flag: B.jit(lambda p, rows, V, flag=flag: logits_and_grads(p, rows, V, flag)) for flag in (False, True)}
     P = {k: B.asarray(a, "float64") for k, a in params.items()}
     forms = {"per row": (z[:4], False), "folded": (z, False), "precomputed": (z, True),
              "precomputed, one row": (z[:1], True)}
     for form, (rows, precompute) in forms.items():
         reference, reference_grads, v = _torch_decoder_reference(params, rows, channels, 14, 3)
-        np.testing.assert_allclose(B.to_numpy(logits(P, rows, precompute)), reference, rtol=1e-12, atol=1e-12,
-                                   err_msg=form)
-        V = B.asarray(v, "float64")
-        grads = B.grad(lambda p: B.xp.sum(logits(p, rows, precompute) * V))(P)
+        out, grads = run[precompute](P, B.asarray(rows, "float64"), B.asarray(v, "float64"))
+        np.testing.assert_allclose(B.to_numpy(out), reference, rtol=1e-12, atol=1e-12, err_msg=form)
         for k, g in grads.items():
             np.testing.assert_allclose(B.to_numpy(g), reference_grads[k], rtol=1e-10, atol=1e-12,
                                        err_msg=f"{form}: {k}")
