@@ -189,7 +189,8 @@ def test_check_component_catches_a_precompute_that_changes_the_outputs():
 
     class Shifted(ConvDecoder):
         def precompute(self, B, params):
-            return {**super().precompute(B, params), "stem.c": super().precompute(B, params)["stem.c"] + 1e-3}
+            precomputed = super().precompute(B, params)
+            return {**precomputed, "stem.c": precomputed["stem.c"] + 1e-3}
 
     with pytest.raises(AssertionError, match="precomputed outputs, flat vs outputs, flat"):
         check_component("decoder", Shifted(Bernoulli(), channels=(4, 2)), input_shape=(1, 8, 8), dtype="float32")
